@@ -1,0 +1,40 @@
+import createError from '@fastify/error'
+
+// Every error this plugin raises or answers with. Codes are stable API: the README lists them all.
+// 502 = the upstream refused, reset or answered garbage; 504 = it did not answer in time (nginx's mapping).
+
+/** Options rejected at `register` time. The message names the option path. */
+export const FST_WS_PROXY_INVALID_OPTION = createError(
+  'FST_WS_PROXY_INVALID_OPTION', 'Invalid fastify-ws-proxy option %s: %s', 500, TypeError)
+
+/** The TCP/TLS connection to the upstream could not be established (refused, unreachable, DNS). */
+export const FST_WS_PROXY_CONNECT_FAILED = createError(
+  'FST_WS_PROXY_CONNECT_FAILED', 'Could not connect to upstream %s: %s', 502)
+
+/** The connection to the upstream was not established within `timeouts.connect` (nginx proxy_connect_timeout). */
+export const FST_WS_PROXY_CONNECT_TIMEOUT = createError(
+  'FST_WS_PROXY_CONNECT_TIMEOUT', 'Connecting to upstream %s timed out after %d ms', 504)
+
+/** The upstream sent nothing for `timeouts.read` ms before its response head (nginx proxy_read_timeout). */
+export const FST_WS_PROXY_READ_TIMEOUT = createError(
+  'FST_WS_PROXY_READ_TIMEOUT', 'Upstream %s sent no response within %d ms', 504)
+
+/** The upstream closed or reset the connection before a complete response head. */
+export const FST_WS_PROXY_UPSTREAM_RESET = createError(
+  'FST_WS_PROXY_UPSTREAM_RESET', 'Upstream %s closed the connection before responding: %s', 502)
+
+/** The upstream answered something that is not a valid HTTP/1.1 response (bad status, bad head, 101 unasked). */
+export const FST_WS_PROXY_BAD_RESPONSE = createError(
+  'FST_WS_PROXY_BAD_RESPONSE', 'Upstream %s sent an invalid response: %s', 502)
+
+/** The request path has dot segments (`/../`), which could escape the route's prefix upstream. */
+export const FST_WS_PROXY_BAD_PATH = createError(
+  'FST_WS_PROXY_BAD_PATH', 'Request path must not contain dot segments', 400)
+
+/** The response failed after its head had reached the client: the client connection is aborted (logged only). */
+export const FST_WS_PROXY_RESPONSE_ABORTED = createError(
+  'FST_WS_PROXY_RESPONSE_ABORTED', 'Response from upstream %s aborted after its head was sent: %s', 502)
+
+/** A tunnel's upstream sent nothing for `timeouts.read` ms, so the tunnel was closed (logged only). */
+export const FST_WS_PROXY_TUNNEL_READ_TIMEOUT = createError(
+  'FST_WS_PROXY_TUNNEL_READ_TIMEOUT', 'Tunnel to upstream %s closed: upstream silent for %d ms', 504)

@@ -1,0 +1,42 @@
+// RFC 9110 §7.6.1: a proxy must not forward the connection-specific fields, nor any field that the
+// Connection header names. Proxy-Connection is not standard but clients still send it (RFC 9112 appendix C.2.2).
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
+
+export function isHopByHop (lowerName: string): boolean {
+  return HOP_BY_HOP.has(lowerName)
+}
+
+const COMMA = 44
+const SPACE = 32
+const TAB = 9
+
+/**
+ * The field names listed in a Connection value (lowercased), e.g. `keep-alive, Upgrade, X-Foo`.
+ * Returns null when there are none, so the common case allocates nothing. Parsed by character code:
+ * tokens are separated by commas with optional whitespace (RFC 9110 §5.6.1).
+ */
+export function connectionTokens (value: string | undefined): string[] | null {
+  if (value === undefined || value === '') return null
+  let tokens: string[] | null = null
+  let start = -1
+  let end = -1
+  for (let i = 0; i <= value.length; i++) {
+    const c = i === value.length ? COMMA : value.charCodeAt(i)
+    if (c === COMMA) {
+      if (start !== -1) {
+        (tokens ??= []).push(value.slice(start, end + 1).toLowerCase())
+        start = -1
+      }
+    } else if (c !== SPACE && c !== TAB) {
+      if (start === -1) start = i
+      end = i
+    }
+  }
+  return tokens
+}
+
+/** True when a Connection value lists `upgrade` (Firefox sends `keep-alive, Upgrade`). */
+export function hasUpgradeToken (value: string | undefined): boolean {
+  const tokens = connectionTokens(value)
+  return tokens !== null && tokens.includes('upgrade')
+}

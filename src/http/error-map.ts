@@ -1,0 +1,31 @@
+import {
+  FST_WS_PROXY_BAD_RESPONSE,
+  FST_WS_PROXY_CONNECT_FAILED,
+  FST_WS_PROXY_CONNECT_TIMEOUT,
+  FST_WS_PROXY_READ_TIMEOUT,
+  FST_WS_PROXY_UPSTREAM_RESET
+} from '../errors.js'
+
+// System errors raised while the connection is being made: nothing reached the upstream.
+const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ENOENT'])
+
+interface CodedError extends Error { code?: string }
+
+/**
+ * Maps an undici/system error met before the response head to the coded error the client gets,
+ * with nginx's statuses: 504 for timeouts, 502 for everything the upstream did wrong. The original is `cause`.
+ */
+export function upstreamError (err: CodedError, origin: string, connectTimeout: number, readTimeout: number): Error {
+  const code = err.code ?? ''
+  if (code.startsWith('FST_WS_PROXY_')) return err
+  const cause = { cause: err }
+  if (code === 'UND_ERR_CONNECT_TIMEOUT') return new FST_WS_PROXY_CONNECT_TIMEOUT(origin, connectTimeout, cause)
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') return new FST_WS_PROXY_READ_TIMEOUT(origin, readTimeout, cause)
+  if (CONNECT_CODES.has(code)) return new FST_WS_PROXY_CONNECT_FAILED(origin, code, cause)
+  if (code.startsWith('HPE_') || code === 'UND_ERR_HEADERS_OVERFLOW' || code === 'UND_ERR_INFO' ||
+      (code === 'UND_ERR_SOCKET' && (err.message === 'bad upgrade' || err.message === 'bad response'))) {
+    // undici's 'bad upgrade' (a 101 nobody asked for) and 'bad response' (e.g. a bare 100) land here.
+    return new FST_WS_PROXY_BAD_RESPONSE(origin, err.message, cause)
+  }
+  return new FST_WS_PROXY_UPSTREAM_RESET(origin, code === '' ? err.message : code, cause)
+}

@@ -1,0 +1,152 @@
+import type { ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
+import type { Socket } from 'node:net'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { Dispatcher } from 'undici'
+import { FST_WS_PROXY_BAD_RESPONSE, FST_WS_PROXY_RESPONSE_ABORTED } from '../errors.js'
+import { buildResponseHeaders, rawHeaderValue } from '../headers/response-headers.js'
+import { kExchange, kUpgradeHead } from '../symbols.js'
+import { Tunnel } from '../upgrade/tunnel.js'
+import type { TunnelSet } from '../upgrade/tunnels.js'
+import { upstreamError } from './error-map.js'
+
+/** What an exchange needs from its route; one object per route, shared by all its requests. */
+export interface ExchangeRoute {
+  readonly origin: string
+  readonly connectTimeout: number
+  readonly readTimeout: number
+  readonly tunnels: TunnelSet
+}
+
+interface ExchangeResponse extends ServerResponse {
+  [kExchange]?: ProxyExchange
+}
+
+const EMPTY = Buffer.alloc(0)
+
+/**
+ * One proxied request: the undici dispatch handler that relays the upstream's answer to the client.
+ * The same class serves plain requests and upgrade handshakes; only a 101 (undici's `onUpgrade`) differs.
+ * All state lives in fields set here, and the only listener (`res` 'close') is a module-level function.
+ *
+ * Before the response head the client gets a coded 502/504 through `reply.send`, so Fastify's error
+ * handler and logger see it. From the head on the reply is hijacked and written straight to `res`;
+ * a failure after that aborts the client connection instead of passing off a truncated body as complete.
+ */
+export class ProxyExchange implements Dispatcher.DispatchHandler {
+  readonly route: ExchangeRoute
+  readonly request: FastifyRequest
+  readonly reply: FastifyReply
+  readonly res: ExchangeResponse
+  abortUpstream: ((err?: Error) => void) | null = null
+  headSent = false
+  /** True once the exchange has ended in any way; later events from either side are ignored. */
+  finished = false
+
+  constructor (route: ExchangeRoute, request: FastifyRequest, reply: FastifyReply) {
+    this.route = route
+    this.request = request
+    this.reply = reply
+    this.res = reply.raw
+    this.res[kExchange] = this
+    this.res.on('close', resOnClose)
+  }
+
+  onConnect (abort: (err?: Error) => void): void {
+    this.abortUpstream = abort
+    // The client left while the request waited in the pool's queue.
+    if (this.finished) abort()
+  }
+
+  onHeaders (statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+    if (this.finished) return false
+    // Interim 1xx answers (103 Early Hints, ...) are not relayed; the final answer follows.
+    if (statusCode < 200) return true
+    const res = this.res
+    try {
+      res.writeHead(statusCode, statusText === '' ? undefined : statusText, buildResponseHeaders(rawHeaders))
+    } catch (err) {
+      // Node refused a header the upstream sent: nothing was written, so the client still gets a clean 502.
+      for (const name of res.getHeaderNames()) res.removeHeader(name)
+      const error = new FST_WS_PROXY_BAD_RESPONSE(this.route.origin, (err as Error).message, { cause: err })
+      this.fail(error)
+      this.abortUpstream?.(error)
+      return false
+    }
+    this.reply.hijack()
+    this.headSent = true
+    res.on('drain', resume)
+    return true
+  }
+
+  onData (chunk: Buffer): boolean {
+    return this.res.write(chunk)
+  }
+
+  onComplete (): void {
+    if (this.finished) return
+    this.finished = true
+    this.res.end()
+  }
+
+  onError (err: Error): void {
+    if (this.finished) return
+    this.fail(err)
+  }
+
+  /** The upstream answered 101 to an upgrade: relay the 101 head, then tunnel raw bytes. */
+  onUpgrade (statusCode: number, rawHeaders: Buffer[] | string[] | null, upstream: Duplex): void {
+    const socket = upstream as Socket
+    const raw = (rawHeaders ?? []) as Buffer[]
+    if (this.finished) {
+      socket.destroy()
+      return
+    }
+    this.finished = true
+    const res = this.res
+    const client = this.request.raw.socket
+    const headers = buildResponseHeaders(raw)
+    // RFC 9110 §7.8: the 101 names the protocol switched to; Connection/Upgrade were stripped as hop-by-hop.
+    headers.push('Connection', 'Upgrade', 'Upgrade', rawHeaderValue(raw, 'upgrade') ?? String(this.request.headers.upgrade))
+    try {
+      res.sendDate = false
+      res.writeHead(statusCode, headers)
+    } catch (err) {
+      socket.destroy()
+      for (const name of res.getHeaderNames()) res.removeHeader(name)
+      this.finished = false
+      this.fail(new FST_WS_PROXY_BAD_RESPONSE(this.route.origin, (err as Error).message, { cause: err }))
+      return
+    }
+    this.reply.hijack()
+    this.headSent = true
+    // end() writes the head synchronously to the socket; the tunnel's bytes follow it in order.
+    res.end()
+    const route = this.route
+    const tunnel = new Tunnel(client, socket, route.origin, route.readTimeout, this.request.log, route.tunnels)
+    route.tunnels.add(tunnel)
+    tunnel.start((this.request.raw as { [kUpgradeHead]?: Buffer })[kUpgradeHead] ?? EMPTY)
+    this.request.log.debug({ upstream: route.origin }, 'tunnel opened')
+  }
+
+  fail (err: Error): void {
+    this.finished = true
+    const route = this.route
+    if (!this.headSent) {
+      this.reply.send(upstreamError(err, route.origin, route.connectTimeout, route.readTimeout))
+      return
+    }
+    this.request.log.warn({ err: new FST_WS_PROXY_RESPONSE_ABORTED(route.origin, err.message, { cause: err }) }, 'upstream response aborted')
+    this.res.destroy()
+  }
+}
+
+/** The client connection closed: release the upstream request and its socket if it is still running. */
+function resOnClose (this: ExchangeResponse): void {
+  const exchange = this[kExchange]
+  if (exchange === undefined) return
+  this[kExchange] = undefined
+  if (exchange.finished) return
+  exchange.finished = true
+  exchange.abortUpstream?.()
+}

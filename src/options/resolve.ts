@@ -1,0 +1,131 @@
+import { TypeCompiler } from '@sinclair/typebox/compiler'
+import { Value } from '@sinclair/typebox/value'
+import { FST_WS_PROXY_INVALID_OPTION } from '../errors.js'
+import { DEFAULTS, PluginOptionsSchema, PROXIED_METHODS, type RouteOptions, type WsProxyOptions } from './schema.js'
+
+// Compiled once when the module loads; `register` only copies, applies defaults and checks.
+const checker = TypeCompiler.Compile(PluginOptionsSchema)
+
+/** Everything a route needs at request time, computed once at register time. */
+export interface ResolvedRoute {
+  /** The route's prefix as configured (Fastify's own register prefix is added when routes are registered). */
+  readonly prefix: string
+  /** `scheme://host:port` of the upstream: the pool key. */
+  readonly origin: string
+  /** The `Host` sent upstream unless `preserveHost` (nginx `$proxy_host`: host and port as written). */
+  readonly proxyHost: string
+  /** What replaces the matched prefix in the upstream path; null passes the URI unchanged (nginx `proxy_pass` without URI). */
+  readonly rewrite: string | null
+  readonly connectTimeout: number
+  readonly readTimeout: number
+  readonly preserveHost: boolean
+  readonly xForwarded: boolean
+  readonly upgrade: boolean
+  readonly methods: readonly string[]
+}
+
+export interface ResolvedOptions {
+  readonly routes: readonly ResolvedRoute[]
+  readonly connections: number
+  readonly keepAliveTimeout: number
+}
+
+function fail (path: string, reason: string): never {
+  throw new FST_WS_PROXY_INVALID_OPTION(path === '' ? '(root)' : path, reason)
+}
+
+/** Checks `options` against the schema and the cross-field rules. Never mutates the caller's object. */
+export function resolveOptions (options: unknown): ResolvedOptions {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    fail('', 'expected an object')
+  }
+  const copy = Value.Clone(stripFastifyKeys(options as Record<string, unknown>))
+  Value.Default(PluginOptionsSchema, copy)
+  const first = checker.Errors(copy).First()
+  if (first !== undefined) {
+    fail(first.path.slice(1), describe(first.message, first.value))
+  }
+  return buildResolved(copy as WsProxyOptions)
+}
+
+// Fastify hands its own register options to the plugin too; `prefix` is in the schema, these two are not ours.
+function stripFastifyKeys (options: Record<string, unknown>): Record<string, unknown> {
+  const { logLevel, logSerializers, ...rest } = options
+  return rest
+}
+
+function describe (message: string, value: unknown): string {
+  const shown = JSON.stringify(value)
+  return shown === undefined ? message.toLowerCase() : `${message.toLowerCase()}, got ${shown.length > 80 ? shown.slice(0, 77) + '...' : shown}`
+}
+
+function buildResolved (options: WsProxyOptions): ResolvedOptions {
+  const plugin = options as Required<Pick<WsProxyOptions, 'timeouts' | 'pool' | 'preserveHost' | 'xForwarded' | 'upgrade'>> & WsProxyOptions
+  let routes: RouteOptions[]
+  let base: string
+  if (options.routes !== undefined) {
+    if (options.upstream !== undefined || options.rewritePrefix !== undefined) {
+      fail('upstream', 'use either `routes` or the single-route shorthand (`upstream`, `rewritePrefix`), not both')
+    }
+    routes = options.routes
+    base = 'routes/'
+  } else if (options.upstream !== undefined) {
+    routes = [{ prefix: '/', upstream: options.upstream, rewritePrefix: options.rewritePrefix }]
+    base = ''
+  } else {
+    fail('routes', 'expected `routes` (an array of { prefix, upstream }) or the shorthand `upstream`')
+  }
+
+  const seen = new Map<string, number>()
+  const resolved = routes.map((route, i) => {
+    const at = base === '' ? '' : `${base}${i}/`
+    const previous = seen.get(route.prefix)
+    if (previous !== undefined) fail(`${at}prefix`, `duplicate prefix ${JSON.stringify(route.prefix)} (also routes/${previous}/prefix)`)
+    seen.set(route.prefix, i)
+    return resolveRoute(route, at, plugin)
+  })
+
+  return Object.freeze({
+    routes: Object.freeze(resolved),
+    connections: plugin.pool.connections ?? DEFAULTS.connections,
+    keepAliveTimeout: plugin.pool.keepAliveTimeout ?? DEFAULTS.keepAliveTimeout
+  })
+}
+
+function resolveRoute (route: RouteOptions, at: string, plugin: WsProxyOptions): ResolvedRoute {
+  const { origin, host, path } = parseUpstream(route.upstream, `${at}upstream`)
+  if (path !== null && route.rewritePrefix !== undefined) {
+    fail(`${at}rewritePrefix`, 'the upstream URL already has a path, which replaces the prefix (nginx proxy_pass URI); give one or the other')
+  }
+  return Object.freeze({
+    prefix: route.prefix,
+    origin,
+    proxyHost: host,
+    rewrite: route.rewritePrefix ?? path,
+    connectTimeout: route.timeouts?.connect ?? plugin.timeouts?.connect ?? DEFAULTS.connectTimeout,
+    readTimeout: route.timeouts?.read ?? plugin.timeouts?.read ?? DEFAULTS.readTimeout,
+    preserveHost: route.preserveHost ?? plugin.preserveHost ?? DEFAULTS.preserveHost,
+    xForwarded: route.xForwarded ?? plugin.xForwarded ?? DEFAULTS.xForwarded,
+    upgrade: route.upgrade ?? plugin.upgrade ?? DEFAULTS.upgrade,
+    methods: Object.freeze([...(route.methods ?? plugin.methods ?? PROXIED_METHODS)])
+  })
+}
+
+// nginx proxy_pass: "http://host" has no URI (pass the request URI as is), "http://host/" has one ("/").
+// WHATWG URL cannot tell them apart (both have pathname "/"), so look at the text after the authority.
+function parseUpstream (text: string, path: string): { origin: string, host: string, path: string | null } {
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch {
+    fail(path, `expected an absolute http: or https: URL, got ${JSON.stringify(text)}`)
+  }
+  if (url.username !== '' || url.password !== '') fail(path, 'credentials in the upstream URL are not supported')
+  if (url.search !== '' || url.hash !== '' || text.includes('?') || text.includes('#')) {
+    fail(path, 'the upstream URL must not have a query or fragment')
+  }
+  if (url.hostname === '') fail(path, 'the upstream URL has no host')
+  const afterScheme = text.slice(text.indexOf('//') + 2)
+  const slash = afterScheme.indexOf('/')
+  return { origin: url.origin, host: url.host, path: slash === -1 ? null : url.pathname }
+}

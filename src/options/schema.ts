@@ -1,0 +1,116 @@
+import { METHODS } from 'node:http'
+import { Type, type Static, type TObject, type TOptional, type TInteger, type TArray, type TUnion, type TLiteral } from '@sinclair/typebox'
+
+// The schema is the single source of the options: TS types are derived from it, `register` and the CLI
+// validate with it, and the README's options reference is written from its descriptions.
+
+/** Every method Node's parser accepts, except CONNECT (Node hands CONNECT to a separate 'connect' event). */
+export const PROXIED_METHODS = METHODS.filter((m) => m !== 'CONNECT')
+
+export const DEFAULTS = Object.freeze({
+  connectTimeout: 60_000,
+  readTimeout: 60_000,
+  preserveHost: false,
+  xForwarded: true,
+  upgrade: true,
+  connections: 128,
+  keepAliveTimeout: 4_000
+})
+
+const ms = (description: string, fallback: number | undefined) =>
+  Type.Optional(Type.Integer({ minimum: 1, maximum: 2_147_483_647, description, ...(fallback === undefined ? {} : { default: fallback }) }))
+
+const bool = (description: string, fallback: boolean | undefined) =>
+  Type.Optional(Type.Boolean({ description, ...(fallback === undefined ? {} : { default: fallback }) }))
+
+type TTimeouts = TObject<{ connect: TOptional<TInteger>, read: TOptional<TInteger> }>
+type TMethods = TOptional<TArray<TUnion<TLiteral<string>[]>>>
+
+function timeoutsSchema (withDefaults: boolean): TOptional<TTimeouts> {
+  return Type.Optional(Type.Object({
+    connect: ms('nginx `proxy_connect_timeout`: milliseconds to establish the connection to the upstream. Default 60000.',
+      withDefaults ? DEFAULTS.connectTimeout : undefined),
+    read: ms('nginx `proxy_read_timeout`: milliseconds the upstream may stay silent between two successive reads, ' +
+      'response head included (504 before the head, abort after it). On a tunnel: closed when the upstream sends nothing for this long. Default 60000.',
+    withDefaults ? DEFAULTS.readTimeout : undefined)
+  }, { additionalProperties: false, description: 'Timeouts in milliseconds.', ...(withDefaults ? { default: {} } : {}) }))
+}
+
+function methodsSchema (): TMethods {
+  return Type.Optional(Type.Array(Type.Union(PROXIED_METHODS.map((m) => Type.Literal(m))), {
+    minItems: 1,
+    uniqueItems: true,
+    description: 'HTTP methods proxied on the route. Default: every method Node parses except CONNECT.'
+  }))
+}
+
+/** Settings a route inherits from the plugin level when it does not set them. */
+function inheritable (withDefaults: boolean) {
+  return {
+    timeouts: timeoutsSchema(withDefaults),
+    preserveHost: bool('Send the client\'s `Host` upstream (nginx `proxy_set_header Host $host`) instead of the upstream\'s ' +
+      '(nginx default, `$proxy_host`). Default false.', withDefaults ? DEFAULTS.preserveHost : undefined),
+    xForwarded: bool('Append the client address to `X-Forwarded-For` and set `X-Forwarded-Proto` and `X-Forwarded-Host`. Default true.',
+      withDefaults ? DEFAULTS.xForwarded : undefined),
+    upgrade: bool('Proxy requests carrying `Upgrade` (WebSocket and any other protocol) and tunnel the connection after a 101. ' +
+      'When false they are proxied as plain requests without their Upgrade intent. Default true.', withDefaults ? DEFAULTS.upgrade : undefined),
+    methods: methodsSchema()
+  }
+}
+
+const prefix = Type.String({
+  pattern: '^/[^?#*:]*$',
+  description: 'Path prefix the route matches, as an nginx prefix `location` (`/chat/` matches `/chat/` and everything below it). ' +
+    'A prefix ending in `/` also answers its slash-less form with a 301 to it, as nginx does.'
+})
+
+const upstream = Type.String({
+  pattern: '^https?://',
+  description: 'nginx `proxy_pass`: `http://host:port` passes the request URI unchanged; with a path ' +
+    '(`http://host:port/` or `http://host:port/base/`) the matched prefix is replaced by that path.'
+})
+
+const rewritePrefix = (description: string) => Type.String({ pattern: '^/[^?#]*$', description })
+const ROUTE_REWRITE = 'Replaces the matched prefix in the upstream path (the same as giving `upstream` a path; use one or the other).'
+
+export const RouteSchema = Type.Object({
+  prefix,
+  upstream,
+  rewritePrefix: Type.Optional(rewritePrefix(ROUTE_REWRITE)),
+  ...inheritable(false)
+}, { additionalProperties: false, description: 'One proxied location.' })
+
+export const PoolSchema = Type.Object({
+  connections: Type.Optional(Type.Integer({
+    minimum: 1,
+    default: DEFAULTS.connections,
+    description: 'Most connections open to one upstream origin (requests beyond wait in a queue). Tunnels leave the pool on 101 and do not count. Default 128.'
+  })),
+  keepAliveTimeout: Type.Optional(Type.Integer({
+    minimum: 1,
+    default: DEFAULTS.keepAliveTimeout,
+    description: 'Milliseconds an idle pooled connection is kept (shortened further when the upstream announces a shorter Keep-Alive). Default 4000.'
+  }))
+}, { additionalProperties: false, default: {}, description: 'The keep-alive pool kept for each upstream origin.' })
+
+export const PluginOptionsSchema = Type.Object({
+  routes: Type.Optional(Type.Array(RouteSchema, { minItems: 1, description: 'The proxied locations. Use this, or the single-route shorthand `upstream` (+ `rewritePrefix`).' })),
+  upstream: Type.Optional(upstream),
+  prefix: Type.Optional(Type.String({
+    description: 'Fastify\'s own register prefix: every route is mounted below it (with the shorthand, the single route matches exactly this prefix).'
+  })),
+  rewritePrefix: Type.Optional(rewritePrefix('Shorthand: the `rewritePrefix` of the single route.')),
+  pool: Type.Optional(PoolSchema),
+  ...inheritable(true)
+}, { additionalProperties: false, description: 'Options of `fastify.register(wsProxyPlugin, options)`.' })
+
+/** One proxied route (a nginx `location` with `proxy_pass`). */
+export type RouteOptions = Static<typeof RouteSchema>
+/** Timeouts in milliseconds. */
+export type TimeoutOptions = NonNullable<RouteOptions['timeouts']>
+/** Upstream keep-alive pool settings. */
+export type PoolOptions = Static<typeof PoolSchema>
+/** The plugin's options. */
+export type WsProxyOptions = Static<typeof PluginOptionsSchema>
+/** An HTTP method that can be proxied. */
+export type ProxiedMethod = NonNullable<RouteOptions['methods']>[number]

@@ -1,0 +1,120 @@
+import type { IncomingMessage } from 'node:http'
+import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify'
+import type { Dispatcher, Pool } from 'undici'
+import { FST_WS_PROXY_BAD_PATH } from './errors.js'
+import { buildRequestHeaders } from './headers/request-headers.js'
+import { ProxyExchange, type ExchangeRoute } from './http/forward.js'
+import type { ResolvedRoute } from './options/resolve.js'
+import type { UpstreamPools } from './upstream/pools.js'
+import type { UpgradeClaim } from './upgrade/listener.js'
+import type { TunnelSet } from './upgrade/tunnels.js'
+
+// `.`/`..` segments, plain or percent-encoded: an upstream resolving them could be reached outside the prefix.
+const DOT_SEGMENT = /(?:^|\/)(?:\.|%2e){1,2}(?:\/|$)/i
+
+/**
+ * One proxied route at request time. Everything that depends only on options is computed here once;
+ * the handler does the per-request work: map the path, build the headers, dispatch.
+ */
+export class RouteProxy implements ExchangeRoute {
+  readonly route: ResolvedRoute
+  /** The full matched prefix: Fastify's register prefix followed by the route's. */
+  readonly fullPrefix: string
+  readonly pool: Pool
+  readonly tunnels: TunnelSet
+  readonly origin: string
+  readonly connectTimeout: number
+  readonly readTimeout: number
+
+  constructor (route: ResolvedRoute, fullPrefix: string, pools: UpstreamPools, tunnels: TunnelSet) {
+    this.route = route
+    this.fullPrefix = fullPrefix
+    this.pool = pools.get(route.origin, route.connectTimeout)
+    this.tunnels = tunnels
+    this.origin = route.origin
+    this.connectTimeout = route.connectTimeout
+    this.readTimeout = route.readTimeout
+  }
+
+  /** nginx proxy_pass: without a URI the request URI goes as is; with one it replaces the matched prefix. */
+  upstreamPath (url: string): string {
+    return this.route.rewrite === null ? url : this.route.rewrite + url.slice(this.fullPrefix.length)
+  }
+
+  handle (request: FastifyRequest, reply: FastifyReply): void {
+    const req = request.raw
+    const url = req.url as string
+    const query = url.indexOf('?')
+    if (DOT_SEGMENT.test(query === -1 ? url : url.slice(0, query))) {
+      reply.send(new FST_WS_PROXY_BAD_PATH())
+      return
+    }
+    // `req.upgrade` is only true for requests Node handed to the 'upgrade' event: their socket has left
+    // Node's HTTP parser, so any body would never be read; what followed the head travels in the tunnel.
+    const upgrading = (req as { upgrade?: boolean }).upgrade === true
+    const options: Dispatcher.DispatchOptions = {
+      path: this.upstreamPath(url),
+      method: req.method as Dispatcher.HttpMethod,
+      headers: buildRequestHeaders(this.route, req),
+      body: !upgrading && hasBody(req) ? req : null,
+      upgrade: upgrading && this.route.upgrade ? req.headers.upgrade : null,
+      headersTimeout: this.readTimeout,
+      bodyTimeout: this.readTimeout
+    }
+    this.pool.dispatch(options, new ProxyExchange(this, request, reply))
+  }
+}
+
+// RFC 9112 §6.3: a request has a body exactly when it has Content-Length or Transfer-Encoding.
+function hasBody (req: IncomingMessage): boolean {
+  const length = req.headers['content-length']
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')
+}
+
+/** Fastify's register prefix without its trailing slash, as Fastify itself joins it with route URLs. */
+function instancePrefix (instance: FastifyInstance): string {
+  return instance.prefix.endsWith('/') ? instance.prefix.slice(0, -1) : instance.prefix
+}
+
+/** Registers the routes of one plugin registration; returns the paths whose upgrades it claims. */
+export function registerRoutes (instance: FastifyInstance, routes: readonly ResolvedRoute[], pools: UpstreamPools, tunnels: TunnelSet): UpgradeClaim[] {
+  const base = instancePrefix(instance)
+  const supported = new Set(instance.supportedMethods)
+  const claimed: UpgradeClaim[] = []
+  for (const route of routes) {
+    for (const method of route.methods) {
+      // Fastify 5 knows only the common methods; the rest of what Node parses is added (server-wide).
+      if (!supported.has(method)) {
+        instance.addHttpMethod(method, { hasBody: true })
+        supported.add(method)
+      }
+    }
+    const proxy = new RouteProxy(route, base + route.prefix, pools, tunnels)
+    instance.route({
+      method: [...route.methods] as HTTPMethods[],
+      url: route.prefix + '*',
+      exposeHeadRoute: false,
+      handler (request, reply) {
+        proxy.handle(request, reply)
+      }
+    })
+    if (route.upgrade) claimed.push({ path: proxy.fullPrefix, exact: false })
+    const bare = proxy.fullPrefix.slice(0, -1)
+    if (proxy.fullPrefix.endsWith('/') && bare !== '') {
+      // nginx: a prefix location ending in "/" answers the same URI without the slash with a 301 to it.
+      instance.route({
+        method: ['GET', 'HEAD'],
+        url: route.prefix === '/' ? '/' : route.prefix.slice(0, -1),
+        prefixTrailingSlash: 'no-slash',
+        exposeHeadRoute: false,
+        handler (request, reply) {
+          const url = request.raw.url as string
+          const query = url.indexOf('?')
+          reply.redirect(proxy.fullPrefix + (query === -1 ? '' : url.slice(query)), 301)
+        }
+      })
+      if (route.upgrade) claimed.push({ path: bare, exact: true })
+    }
+  }
+  return claimed
+}

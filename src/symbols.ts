@@ -1,0 +1,5 @@
+// Private state hung on objects we do not own (sockets, responses), found by listeners via `this`.
+export const kExchange = Symbol('fastify-ws-proxy.exchange')
+export const kTunnel = Symbol('fastify-ws-proxy.tunnel')
+export const kPeer = Symbol('fastify-ws-proxy.peer')
+export const kUpgradeHead = Symbol('fastify-ws-proxy.upgradeHead')

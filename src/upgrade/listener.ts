@@ -1,0 +1,109 @@
+import { ServerResponse, type IncomingMessage, type Server } from 'node:http'
+import type { Socket } from 'node:net'
+import type { FastifyInstance } from 'fastify'
+import { kUpgradeHead } from '../symbols.js'
+
+/** A path whose upgrade requests a plugin registration takes: a prefix, or one exact path. */
+export interface UpgradeClaim {
+  readonly path: string
+  readonly exact: boolean
+}
+
+interface UpgradeRequest extends IncomingMessage {
+  [kUpgradeHead]?: Buffer
+}
+
+/**
+ * Sends the server's 'upgrade' requests through Fastify's router, so hooks run and a hook's 401 reaches the
+ * wire as a real HTTP answer. One listener per server, shared by every registration of the plugin.
+ *
+ * Only upgrades for claimed paths are taken: other 'upgrade' listeners (@fastify/websocket, socket.io, ...)
+ * keep theirs. When no other listener exists, unclaimed upgrades are routed too, as Node would have done
+ * without any listener, so the app's own routes still answer them (e.g. with a 404).
+ */
+export class UpgradeRouter {
+  readonly #server: Server
+  readonly #fastify: FastifyInstance
+  readonly #claims: UpgradeClaim[] = []
+  readonly #listener: (req: IncomingMessage, socket: Socket, head: Buffer) => void
+
+  constructor (server: Server, fastify: FastifyInstance) {
+    this.#server = server
+    this.#fastify = fastify
+    this.#listener = (req, socket, head) => this.route(req, socket, head)
+    server.on('upgrade', this.#listener)
+  }
+
+  claim (claims: readonly UpgradeClaim[]): void {
+    this.#claims.push(...claims)
+  }
+
+  claims (path: string): boolean {
+    for (const claim of this.#claims) {
+      if (claim.exact ? path === claim.path : path.startsWith(claim.path)) return true
+    }
+    return false
+  }
+
+  route (req: UpgradeRequest, socket: Socket, head: Buffer): void {
+    const url = req.url ?? '/'
+    const query = url.indexOf('?')
+    if (!this.claims(query === -1 ? url : url.slice(0, query)) && this.#server.listenerCount('upgrade') > 1) return
+    // Until a tunnel owns it, an error on the client socket (a reset during the handshake) must not crash
+    // the process; the response's 'close' then releases the upstream request.
+    socket.on('error', socketOnHandshakeError)
+    req[kUpgradeHead] = head
+    const res = new ServerResponse(req)
+    // The socket has left Node's HTTP parser: whatever is answered here is the last response on it.
+    res.shouldKeepAlive = false
+    res.assignSocket(socket)
+    res.on('finish', upgradeResponseOnFinish)
+    try {
+      this.#fastify.routing(req, res)
+    } catch (err) {
+      this.#fastify.log.error({ err }, 'routing an upgrade request failed')
+      socket.destroy()
+    }
+  }
+
+  close (): void {
+    this.#server.removeListener('upgrade', this.#listener)
+  }
+}
+
+function socketOnHandshakeError (this: Socket): void {
+  this.destroy()
+}
+
+/** A non-101 answer closes the connection once written; after a 101 the socket belongs to the tunnel. */
+function upgradeResponseOnFinish (this: ServerResponse): void {
+  const socket = this.socket
+  if (socket === null) return
+  this.detachSocket(socket)
+  if (this.statusCode === 101) {
+    socket.removeListener('error', socketOnHandshakeError)
+  } else {
+    socket.destroySoon()
+  }
+}
+
+const routers = new WeakMap<Server, UpgradeRouter>()
+
+/** The router of `server`, installed on first use. */
+export function upgradeRouterFor (server: Server, fastify: FastifyInstance): UpgradeRouter {
+  let router = routers.get(server)
+  if (router === undefined) {
+    router = new UpgradeRouter(server, fastify)
+    routers.set(server, router)
+  }
+  return router
+}
+
+/** Removes the server's listener (the app is closing). */
+export function releaseUpgradeRouter (server: Server): void {
+  const router = routers.get(server)
+  if (router !== undefined) {
+    routers.delete(server)
+    router.close()
+  }
+}

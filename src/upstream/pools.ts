@@ -1,0 +1,50 @@
+import { Pool } from 'undici'
+
+/** The undici pool settings shared by every origin of one plugin registration. */
+export interface PoolSettings {
+  readonly connections: number
+  readonly keepAliveTimeout: number
+}
+
+/**
+ * One keep-alive undici Pool per upstream origin (and connect timeout, which is a connector setting).
+ * Created at register time, closed when Fastify closes.
+ */
+export class UpstreamPools {
+  readonly #pools = new Map<string, Pool>()
+  readonly #settings: PoolSettings
+
+  constructor (settings: PoolSettings) {
+    this.#settings = settings
+  }
+
+  get (origin: string, connectTimeout: number): Pool {
+    const key = `${origin} ${connectTimeout}`
+    let pool = this.#pools.get(key)
+    if (pool === undefined) {
+      pool = new Pool(origin, {
+        connections: this.#settings.connections,
+        pipelining: 1,
+        keepAliveTimeout: this.#settings.keepAliveTimeout,
+        // Timeouts are per request (dispatch options); undici's 300 s defaults never apply.
+        connect: { timeout: connectTimeout }
+      })
+      this.#pools.set(key, pool)
+    }
+    return pool
+  }
+
+  /** Open upstream connections over all pools (sockets handed to tunnels are no longer counted). */
+  get connected (): number {
+    let n = 0
+    for (const pool of this.#pools.values()) n += pool.stats.connected
+    return n
+  }
+
+  /** Lets in-flight requests finish, then closes every pooled connection. */
+  async close (): Promise<void> {
+    const pools = [...this.#pools.values()]
+    this.#pools.clear()
+    await Promise.all(pools.map((pool) => pool.close()))
+  }
+}
