@@ -1,0 +1,41 @@
+import { Type, type Static } from '@sinclair/typebox'
+import { TypeCompiler } from '@sinclair/typebox/compiler'
+import { Value } from '@sinclair/typebox/value'
+import { FST_WS_PROXY_INVALID_OPTION } from '../errors.js'
+import { PluginOptionsSchema, type WsProxyOptions } from '../options/schema.js'
+
+/** The standalone gateway's JSON config: the plugin's options plus where to listen and how much to log. */
+const GatewayConfigSchema = Type.Object({
+  ...PluginOptionsSchema.properties,
+  listen: Type.Optional(Type.Object({
+    host: Type.Optional(Type.String({ minLength: 1, default: '127.0.0.1', description: 'Address to listen on. Default 127.0.0.1.' })),
+    port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: 'Port to listen on (0: any free port). Default 8080.' }))
+  }, { additionalProperties: false, default: {} })),
+  logLevel: Type.Optional(Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), {
+    default: 'info', description: 'Fastify (pino) log level. Default info.'
+  }))
+}, { additionalProperties: false })
+
+type GatewayConfig = Static<typeof GatewayConfigSchema>
+
+const checker = TypeCompiler.Compile(GatewayConfigSchema)
+
+export interface CheckedGatewayConfig {
+  host: string
+  port: number
+  logLevel: string
+  proxy: WsProxyOptions
+}
+
+/** Validates a parsed JSON config with the same schema `register` uses; throws FST_WS_PROXY_INVALID_OPTION. */
+export function checkGatewayConfig (value: unknown): CheckedGatewayConfig {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new FST_WS_PROXY_INVALID_OPTION('(root)', 'expected a JSON object')
+  }
+  const copy = Value.Clone(value)
+  Value.Default(GatewayConfigSchema, copy)
+  const first = checker.Errors(copy).First()
+  if (first !== undefined) throw new FST_WS_PROXY_INVALID_OPTION(first.path.slice(1) || '(root)', first.message.toLowerCase())
+  const { listen, logLevel, ...proxy } = copy as GatewayConfig
+  return { host: listen?.host ?? '127.0.0.1', port: listen?.port ?? 8080, logLevel: logLevel ?? 'info', proxy }
+}

@@ -1,0 +1,30 @@
+import Fastify, { type FastifyInstance } from 'fastify'
+import wsProxyPlugin from '../index.js'
+import type { CheckedGatewayConfig } from './config.js'
+
+/** Starts a gateway: a Fastify server with the plugin registered from a checked config. */
+export async function startGateway (config: CheckedGatewayConfig, setup?: (app: FastifyInstance) => void): Promise<FastifyInstance> {
+  const app = Fastify({ logger: { level: config.logLevel } })
+  setup?.(app)
+  await app.register(wsProxyPlugin, config.proxy)
+  await app.listen({ host: config.host, port: config.port })
+  return app
+}
+
+/** Closes the app on SIGINT/SIGTERM, then exits 0 (1 if closing failed). */
+export function closeOnSignals (app: FastifyInstance, extra?: () => Promise<void>): void {
+  let closing = false
+  const stop = (signal: string): void => {
+    if (closing) return
+    closing = true
+    app.log.info({ signal }, 'closing the gateway')
+    app.close()
+      .then(async () => { await extra?.() })
+      .then(() => process.exit(0), (err: unknown) => {
+        app.log.error({ err }, 'closing failed')
+        process.exit(1)
+      })
+  }
+  process.once('SIGINT', stop)
+  process.once('SIGTERM', stop)
+}
