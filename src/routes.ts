@@ -29,9 +29,9 @@ export class RouteProxy implements ExchangeRoute {
   constructor (route: ResolvedRoute, fullPrefix: string, pools: UpstreamPools, tunnels: TunnelSet) {
     this.route = route
     this.fullPrefix = fullPrefix
-    this.pool = pools.get(route.origin, route.connectTimeout)
+    this.pool = pools.get(route.origin, route.connectTimeout, route.socketPath)
     this.tunnels = tunnels
-    this.origin = route.origin
+    this.origin = route.socketPath === null ? route.origin : `unix:${route.socketPath}`
     this.connectTimeout = route.connectTimeout
     this.readTimeout = route.readTimeout
   }

@@ -12,6 +12,8 @@ export interface ResolvedRoute {
   readonly prefix: string
   /** `scheme://host:port` of the upstream: the pool key. */
   readonly origin: string
+  /** The unix socket the upstream listens on (nginx `http://unix:/path.sock:`), or null for TCP. */
+  readonly socketPath: string | null
   /** The `Host` sent upstream unless `preserveHost` (nginx `$proxy_host`: host and port as written). */
   readonly proxyHost: string
   /** What replaces the matched prefix in the upstream path; null passes the URI unchanged (nginx `proxy_pass` without URI). */
@@ -93,13 +95,14 @@ function buildResolved (options: WsProxyOptions): ResolvedOptions {
 }
 
 function resolveRoute (route: RouteOptions, at: string, plugin: WsProxyOptions): ResolvedRoute {
-  const { origin, host, path } = parseUpstream(route.upstream, `${at}upstream`)
+  const { origin, host, path, socketPath } = parseUpstream(route.upstream, `${at}upstream`)
   if (path !== null && route.rewritePrefix !== undefined) {
     fail(`${at}rewritePrefix`, 'the upstream URL already has a path, which replaces the prefix (nginx proxy_pass URI); give one or the other')
   }
   return Object.freeze({
     prefix: route.prefix,
     origin,
+    socketPath,
     proxyHost: host,
     rewrite: route.rewritePrefix ?? path,
     connectTimeout: route.timeouts?.connect ?? plugin.timeouts?.connect ?? DEFAULTS.connectTimeout,
@@ -111,9 +114,23 @@ function resolveRoute (route: RouteOptions, at: string, plugin: WsProxyOptions):
   })
 }
 
+interface ParsedUpstream { origin: string, host: string, path: string | null, socketPath: string | null }
+
+// nginx's unix socket form: "http://unix:/path/to.sock:" optionally followed by the URI ("http://unix:/s.sock:/base/").
+const UNIX_UPSTREAM = /^http:\/\/unix:(\/[^:]+):(.*)$/
+
 // nginx proxy_pass: "http://host" has no URI (pass the request URI as is), "http://host/" has one ("/").
 // WHATWG URL cannot tell them apart (both have pathname "/"), so look at the text after the authority.
-function parseUpstream (text: string, path: string): { origin: string, host: string, path: string | null } {
+function parseUpstream (text: string, path: string): ParsedUpstream {
+  const unix = UNIX_UPSTREAM.exec(text)
+  if (unix !== null) {
+    const uri = unix[2]
+    if (uri !== '' && !uri.startsWith('/')) fail(path, `the URI after the socket path must start with "/", got ${JSON.stringify(uri)}`)
+    if (uri.includes('?') || uri.includes('#')) fail(path, 'the upstream URL must not have a query or fragment')
+    // nginx sends "Host: localhost" to unix socket upstreams.
+    return { origin: 'http://localhost', host: 'localhost', path: uri === '' ? null : uri, socketPath: unix[1] }
+  }
+  if (text.startsWith('http://unix:')) fail(path, `expected "http://unix:/path/to.sock:" followed by an optional URI, got ${JSON.stringify(text)}`)
   let url: URL
   try {
     url = new URL(text)
@@ -127,5 +144,5 @@ function parseUpstream (text: string, path: string): { origin: string, host: str
   if (url.hostname === '') fail(path, 'the upstream URL has no host')
   const afterScheme = text.slice(text.indexOf('//') + 2)
   const slash = afterScheme.indexOf('/')
-  return { origin: url.origin, host: url.host, path: slash === -1 ? null : url.pathname }
+  return { origin: url.origin, host: url.host, path: slash === -1 ? null : url.pathname, socketPath: null }
 }

@@ -67,7 +67,8 @@ const prefix = Type.String({
 const upstream = Type.String({
   pattern: '^https?://',
   description: 'nginx `proxy_pass`: `http://host:port` passes the request URI unchanged; with a path ' +
-    '(`http://host:port/` or `http://host:port/base/`) the matched prefix is replaced by that path.'
+    '(`http://host:port/` or `http://host:port/base/`) the matched prefix is replaced by that path. ' +
+    'Unix sockets as in nginx: `http://unix:/path/to.sock:` (+ optional URI); `Host` is then `localhost`.'
 })
 
 const rewritePrefix = (description: string) => Type.String({ pattern: '^/[^?#]*$', description })

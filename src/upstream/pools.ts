@@ -7,7 +7,7 @@ export interface PoolSettings {
 }
 
 /**
- * One keep-alive undici Pool per upstream origin (and connect timeout, which is a connector setting).
+ * One keep-alive undici Pool per upstream origin (and connect timeout and unix socket: connector settings).
  * Created at register time, closed when Fastify closes.
  */
 export class UpstreamPools {
@@ -18,8 +18,8 @@ export class UpstreamPools {
     this.#settings = settings
   }
 
-  get (origin: string, connectTimeout: number): Pool {
-    const key = `${origin} ${connectTimeout}`
+  get (origin: string, connectTimeout: number, socketPath: string | null): Pool {
+    const key = `${origin} ${connectTimeout} ${socketPath ?? ''}`
     let pool = this.#pools.get(key)
     if (pool === undefined) {
       pool = new Pool(origin, {
@@ -27,7 +27,7 @@ export class UpstreamPools {
         pipelining: 1,
         keepAliveTimeout: this.#settings.keepAliveTimeout,
         // Timeouts are per request (dispatch options); undici's 300 s defaults never apply.
-        connect: { timeout: connectTimeout }
+        connect: socketPath === null ? { timeout: connectTimeout } : { timeout: connectTimeout, socketPath }
       })
       this.#pools.set(key, pool)
     }
