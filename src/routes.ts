@@ -52,6 +52,9 @@ export class RouteProxy implements ExchangeRoute {
     // `req.upgrade` is only true for requests Node handed to the 'upgrade' event: their socket has left
     // Node's HTTP parser, so any body would never be read; what followed the head travels in the tunnel.
     const upgrading = (req as { upgrade?: boolean }).upgrade === true
+    // @fastify/websocket, when it routed this upgrade, destroys the socket after the response unless told
+    // the request is not its WebSocket; the tunnel owns the socket now.
+    if (upgrading && (request as { ws?: boolean }).ws === true) (request as { ws?: boolean }).ws = false
     const options: Dispatcher.DispatchOptions = {
       path: this.upstreamPath(url),
       method: req.method as Dispatcher.HttpMethod,
@@ -76,11 +79,24 @@ function instancePrefix (instance: FastifyInstance): string {
   return instance.prefix.endsWith('/') ? instance.prefix.slice(0, -1) : instance.prefix
 }
 
+const kProxyHandler = 'fastifyWsProxyHandler'
+
+/**
+ * @fastify/websocket wraps every route's handler (a global onRoute hook) and, for an upgrade it routed,
+ * accepts the WebSocket itself and closes it when the route is not one of its own. Hooks of a child context
+ * run after its parents', so this one puts the proxy's handler back on the proxy's routes.
+ */
+function keepProxyHandlers (routeOptions: { handler: unknown, config?: unknown }): void {
+  const own = (routeOptions.config as Record<string, unknown> | undefined)?.[kProxyHandler]
+  if (typeof own === 'function') routeOptions.handler = own
+}
+
 /** Registers the routes of one plugin registration; returns the paths whose upgrades it claims. */
 export function registerRoutes (instance: FastifyInstance, routes: readonly ResolvedRoute[], pools: UpstreamPools, tunnels: TunnelSet): UpgradeClaim[] {
   const base = instancePrefix(instance)
   const supported = new Set(instance.supportedMethods)
   const claimed: UpgradeClaim[] = []
+  if (instance.hasDecorator('websocketServer')) instance.addHook('onRoute', keepProxyHandlers)
   for (const route of routes) {
     for (const method of route.methods) {
       // Fastify 5 knows only the common methods; the rest of what Node parses is added (server-wide).
@@ -90,13 +106,13 @@ export function registerRoutes (instance: FastifyInstance, routes: readonly Reso
       }
     }
     const proxy = new RouteProxy(route, base + route.prefix, pools, tunnels)
+    const handler = (request: FastifyRequest, reply: FastifyReply): void => { proxy.handle(request, reply) }
     instance.route({
       method: [...route.methods] as HTTPMethods[],
       url: route.prefix + '*',
       exposeHeadRoute: false,
-      handler (request, reply) {
-        proxy.handle(request, reply)
-      }
+      config: { [kProxyHandler]: handler },
+      handler
     })
     if (route.upgrade) claimed.push({ path: proxy.fullPrefix, exact: false })
     const bare = proxy.fullPrefix.slice(0, -1)

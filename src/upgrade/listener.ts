@@ -49,6 +49,15 @@ export class UpgradeRouter {
     const url = req.url ?? '/'
     const query = url.indexOf('?')
     if (!this.claims(query === -1 ? url : url.slice(0, query)) && this.#server.listenerCount('upgrade') > 1) return
+    // The other listeners run after this one in the same emit; decide once they all have.
+    process.nextTick(routeAfterListeners, this, req, socket, head)
+  }
+
+  routeNow (req: UpgradeRequest, socket: Socket, head: Buffer): void {
+    // Another listener that routes upgrades through Fastify (@fastify/websocket) has bound a response to
+    // the socket: the request reaches our route handler through it, so routing it again would run every
+    // hook twice (and Node would refuse the second response on the socket).
+    if ((socket as { _httpMessage?: unknown })._httpMessage != null || socket.destroyed) return
     // Until a tunnel owns it, an error on the client socket (a reset during the handshake) must not crash
     // the process; the response's 'close' then releases the upstream request.
     socket.on('error', socketOnHandshakeError)
@@ -69,6 +78,10 @@ export class UpgradeRouter {
   close (): void {
     this.#server.removeListener('upgrade', this.#listener)
   }
+}
+
+function routeAfterListeners (router: UpgradeRouter, req: UpgradeRequest, socket: Socket, head: Buffer): void {
+  router.routeNow(req, socket, head)
 }
 
 function socketOnHandshakeError (this: Socket): void {
