@@ -1,6 +1,6 @@
 import type { FastifyPluginCallback } from 'fastify'
 import fp from 'fastify-plugin'
-import { resolveOptions } from './options/resolve.js'
+import { resolveOptions, type ResolvedOptions } from './options/resolve.js'
 import type { WsProxyOptions } from './options/schema.js'
 import { registerRoutes } from './routes.js'
 import { UpstreamPools } from './upstream/pools.js'
@@ -51,7 +51,14 @@ function passThroughParser (_req: unknown, _payload: unknown, done: (err: null) 
 }
 
 const plugin: FastifyPluginCallback<WsProxyOptions> = (fastify, options, done) => {
-  const resolved = resolveOptions(options)
+  let resolved: ResolvedOptions
+  try {
+    resolved = resolveOptions(options)
+  } catch (err) {
+    // A throw from a callback plugin would escape avvio and crash the process instead of failing `ready()`.
+    done(err as Error)
+    return
+  }
   const pools = new UpstreamPools(resolved)
   const tunnels = new TunnelSet(Math.min(...resolved.routes.map((r) => r.readTimeout)))
 

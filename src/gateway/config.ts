@@ -3,6 +3,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { Value } from '@sinclair/typebox/value'
 import { FST_WS_PROXY_INVALID_OPTION } from '../errors.js'
 import { PluginOptionsSchema, type WsProxyOptions } from '../options/schema.js'
+import { invalidOption } from '../options/resolve.js'
 
 /** The standalone gateway's JSON config: the plugin's options plus where to listen and how much to log. */
 const GatewayConfigSchema = Type.Object({
@@ -35,7 +36,7 @@ export function checkGatewayConfig (value: unknown): CheckedGatewayConfig {
   const copy = Value.Clone(value)
   Value.Default(GatewayConfigSchema, copy)
   const first = checker.Errors(copy).First()
-  if (first !== undefined) throw new FST_WS_PROXY_INVALID_OPTION(first.path.slice(1) || '(root)', first.message.toLowerCase())
+  if (first !== undefined) throw invalidOption(first)
   const { listen, logLevel, ...proxy } = copy as GatewayConfig
   return { host: listen?.host ?? '127.0.0.1', port: listen?.port ?? 8080, logLevel: logLevel ?? 'info', proxy }
 }

@@ -22,10 +22,15 @@ export function upstreamError (err: CodedError, origin: string, connectTimeout: 
   if (code === 'UND_ERR_CONNECT_TIMEOUT') return new FST_WS_PROXY_CONNECT_TIMEOUT(origin, connectTimeout, cause)
   if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') return new FST_WS_PROXY_READ_TIMEOUT(origin, readTimeout, cause)
   if (CONNECT_CODES.has(code)) return new FST_WS_PROXY_CONNECT_FAILED(origin, code, cause)
-  if (code.startsWith('HPE_') || code === 'UND_ERR_HEADERS_OVERFLOW' || code === 'UND_ERR_INFO' ||
+  // undici 7 leaves an HTTPParserError's `code` undefined (it looks llhttp's error number up in the name → number
+  // table), so llhttp's rejections of a garbage head are recognised by name.
+  if (err.name === 'HTTPParserError' || code.startsWith('HPE_') || code === 'UND_ERR_HEADERS_OVERFLOW' || code === 'UND_ERR_INFO' ||
       (code === 'UND_ERR_SOCKET' && (err.message === 'bad upgrade' || err.message === 'bad response'))) {
     // undici's 'bad upgrade' (a 101 nobody asked for) and 'bad response' (e.g. a bare 100) land here.
     return new FST_WS_PROXY_BAD_RESPONSE(origin, err.message, cause)
   }
+  // undici's parser asserts on some heads llhttp lets through (status 099, a 101 without Upgrade): garbage too,
+  // and the assertion's text (undici's source) is no message for a client.
+  if (code === 'ERR_ASSERTION') return new FST_WS_PROXY_BAD_RESPONSE(origin, 'malformed response head', cause)
   return new FST_WS_PROXY_UPSTREAM_RESET(origin, code === '' ? err.message : code, cause)
 }

@@ -64,10 +64,14 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
     if (statusCode < 200) return true
     const res = this.res
     try {
+      // RFC 9110 §15: a status outside 100..599 is invalid; Node would relay up to 999.
+      if (statusCode > 599) throw new RangeError(`Invalid status code: ${statusCode}`)
       res.writeHead(statusCode, statusText === '' ? undefined : statusText, buildResponseHeaders(rawHeaders))
     } catch (err) {
-      // Node refused a header the upstream sent: nothing was written, so the client still gets a clean 502.
+      // Node refused the status or a header the upstream sent: nothing was written, so the client still gets a clean 502.
       for (const name of res.getHeaderNames()) res.removeHeader(name)
+      // writeHead stores the reason phrase before validating it: left there, Fastify's 502 would throw again (and hang).
+      res.statusMessage = ''
       const error = new FST_WS_PROXY_BAD_RESPONSE(this.route.origin, (err as Error).message, { cause: err })
       this.fail(error)
       this.abortUpstream?.(error)

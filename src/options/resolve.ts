@@ -1,5 +1,5 @@
 import { TypeCompiler } from '@sinclair/typebox/compiler'
-import { Value } from '@sinclair/typebox/value'
+import { Value, type ValueError } from '@sinclair/typebox/value'
 import { FST_WS_PROXY_INVALID_OPTION } from '../errors.js'
 import { DEFAULTS, PluginOptionsSchema, PROXIED_METHODS, type RouteOptions, type WsProxyOptions } from './schema.js'
 
@@ -44,9 +44,7 @@ export function resolveOptions (options: unknown): ResolvedOptions {
   const copy = Value.Clone(stripFastifyKeys(options as Record<string, unknown>))
   Value.Default(PluginOptionsSchema, copy)
   const first = checker.Errors(copy).First()
-  if (first !== undefined) {
-    fail(first.path.slice(1), describe(first.message, first.value))
-  }
+  if (first !== undefined) throw invalidOption(first)
   return buildResolved(copy as WsProxyOptions)
 }
 
@@ -56,9 +54,22 @@ function stripFastifyKeys (options: Record<string, unknown>): Record<string, unk
   return rest
 }
 
+/** The coded error for the first schema violation TypeBox found: its path and a readable reason. */
+export function invalidOption (first: ValueError): Error {
+  return new FST_WS_PROXY_INVALID_OPTION(first.path === '' ? '(root)' : first.path.slice(1), describe(expectation(first.schema, first.message), first.value))
+}
+
+// TypeBox says "expected union value" for a union of literals (the methods); name the allowed values instead.
+function expectation (schema: object, message: string): string {
+  const literals = (schema as { anyOf?: Array<{ const?: unknown }> }).anyOf?.map((option) => option.const)
+  if (literals === undefined || literals.length === 0 || literals.some((value) => value === undefined)) return message
+  return `expected one of ${literals.join(', ')}`
+}
+
 function describe (message: string, value: unknown): string {
+  const reason = message.charAt(0).toLowerCase() + message.slice(1)
   const shown = JSON.stringify(value)
-  return shown === undefined ? message.toLowerCase() : `${message.toLowerCase()}, got ${shown.length > 80 ? shown.slice(0, 77) + '...' : shown}`
+  return shown === undefined ? reason : `${reason}, got ${shown.length > 80 ? shown.slice(0, 77) + '...' : shown}`
 }
 
 function buildResolved (options: WsProxyOptions): ResolvedOptions {
