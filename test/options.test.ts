@@ -132,3 +132,9 @@ t.test("Fastify's own register options (logLevel, prefix) are accepted", async (
   await app.ready()
   t.ok(app.hasRoute({ method: 'GET', url: '/p/*' }))
 })
+
+t.test('the proxied methods are every method Node parses except CONNECT', async (t) => {
+  const { METHODS } = await import('node:http')
+  const { PROXIED_METHODS } = await import('../src/options/schema.js')
+  t.same([...PROXIED_METHODS], METHODS.filter((m) => m !== 'CONNECT'))
+})

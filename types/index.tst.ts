@@ -4,6 +4,7 @@ import wsProxyPlugin, {
   FST_WS_PROXY_CONNECT_FAILED,
   FST_WS_PROXY_INVALID_OPTION,
   type PoolOptions,
+  type ProxiedMethod,
   type RouteOptions,
   type TimeoutOptions,
   type WsProxyOptions,
@@ -45,6 +46,9 @@ test('the exported option types are what the schema says', () => {
   expect<RouteOptions['prefix']>().type.toBe<string>()
   expect<RouteOptions['upstream']>().type.toBe<string>()
   expect<RouteOptions['rewritePrefix']>().type.toBe<string | undefined>()
+  expect<ProxiedMethod>().type.toBeAssignableFrom('PROPFIND' as const)
+  expect<ProxiedMethod>().type.not.toBeAssignableFrom('get' as const)
+  expect<ProxiedMethod>().type.not.toBeAssignableFrom('CONNECT' as const)
 })
 
 test('the decoration and the errors are typed', () => {

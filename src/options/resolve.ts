@@ -1,7 +1,7 @@
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { Value, type ValueError } from '@sinclair/typebox/value'
 import { FST_WS_PROXY_INVALID_OPTION } from '../errors.js'
-import { DEFAULTS, PluginOptionsSchema, PROXIED_METHODS, type RouteOptions, type WsProxyOptions } from './schema.js'
+import { PluginOptionsSchema, PROXIED_METHODS, type PoolOptions, type RouteOptions, type TimeoutOptions, type WsProxyOptions } from './schema.js'
 
 // Compiled once when the module loads; `register` only copies, applies defaults and checks.
 const checker = TypeCompiler.Compile(PluginOptionsSchema)
@@ -41,10 +41,14 @@ export function resolveOptions (options: unknown): ResolvedOptions {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     fail('', 'expected an object')
   }
-  const copy = Value.Clone(stripFastifyKeys(options as Record<string, unknown>))
-  Value.Default(PluginOptionsSchema, copy)
-  const first = checker.Errors(copy).First()
+  const own = stripFastifyKeys(options as Record<string, unknown>)
+  // Checked before the copy: Value.Clone throws its own uncoded error on a function or a bigint (say a hook from
+  // another proxy plugin's options), which the check reports as the bad option it is. Defaults are valid, so
+  // checking before they are applied accepts and rejects the same options.
+  const first = checker.Errors(own).First()
   if (first !== undefined) throw invalidOption(first)
+  const copy = Value.Clone(own)
+  Value.Default(PluginOptionsSchema, copy)
   return buildResolved(copy as WsProxyOptions)
 }
 
@@ -68,12 +72,23 @@ function expectation (schema: object, message: string): string {
 
 function describe (message: string, value: unknown): string {
   const reason = message.charAt(0).toLowerCase() + message.slice(1)
-  const shown = JSON.stringify(value)
+  const shown = show(value)
   return shown === undefined ? reason : `${reason}, got ${shown.length > 80 ? shown.slice(0, 77) + '...' : shown}`
 }
 
+// JSON.stringify shows NaN and Infinity as null (a `Number(process.env.X)` gone wrong) and throws on a bigint.
+function show (value: unknown): string | undefined {
+  if (typeof value === 'number') return String(value)
+  if (typeof value === 'bigint') return `${value}n`
+  try {
+    return JSON.stringify(value)
+  } catch {
+    return undefined
+  }
+}
+
 function buildResolved (options: WsProxyOptions): ResolvedOptions {
-  const plugin = options as Required<Pick<WsProxyOptions, 'timeouts' | 'pool' | 'preserveHost' | 'xForwarded' | 'upgrade'>> & WsProxyOptions
+  const plugin = options as Defaulted
   let routes: RouteOptions[]
   let base: string
   if (options.routes !== undefined) {
@@ -100,12 +115,21 @@ function buildResolved (options: WsProxyOptions): ResolvedOptions {
 
   return Object.freeze({
     routes: Object.freeze(resolved),
-    connections: plugin.pool.connections ?? DEFAULTS.connections,
-    keepAliveTimeout: plugin.pool.keepAliveTimeout ?? DEFAULTS.keepAliveTimeout
+    connections: plugin.pool.connections,
+    keepAliveTimeout: plugin.pool.keepAliveTimeout
   })
 }
 
-function resolveRoute (route: RouteOptions, at: string, plugin: WsProxyOptions): ResolvedRoute {
+/** The plugin level after `Value.Default`: the schema's defaults fill every inheritable setting but `methods`. */
+type Defaulted = WsProxyOptions & {
+  timeouts: Required<TimeoutOptions>
+  pool: Required<PoolOptions>
+  preserveHost: boolean
+  xForwarded: boolean
+  upgrade: boolean
+}
+
+function resolveRoute (route: RouteOptions, at: string, plugin: Defaulted): ResolvedRoute {
   const { origin, host, path, socketPath } = parseUpstream(route.upstream, `${at}upstream`)
   if (path !== null && route.rewritePrefix !== undefined) {
     fail(`${at}rewritePrefix`, 'the upstream URL already has a path, which replaces the prefix (nginx proxy_pass URI); give one or the other')
@@ -116,11 +140,11 @@ function resolveRoute (route: RouteOptions, at: string, plugin: WsProxyOptions):
     socketPath,
     proxyHost: host,
     rewrite: route.rewritePrefix ?? path,
-    connectTimeout: route.timeouts?.connect ?? plugin.timeouts?.connect ?? DEFAULTS.connectTimeout,
-    readTimeout: route.timeouts?.read ?? plugin.timeouts?.read ?? DEFAULTS.readTimeout,
-    preserveHost: route.preserveHost ?? plugin.preserveHost ?? DEFAULTS.preserveHost,
-    xForwarded: route.xForwarded ?? plugin.xForwarded ?? DEFAULTS.xForwarded,
-    upgrade: route.upgrade ?? plugin.upgrade ?? DEFAULTS.upgrade,
+    connectTimeout: route.timeouts?.connect ?? plugin.timeouts.connect,
+    readTimeout: route.timeouts?.read ?? plugin.timeouts.read,
+    preserveHost: route.preserveHost ?? plugin.preserveHost,
+    xForwarded: route.xForwarded ?? plugin.xForwarded,
+    upgrade: route.upgrade ?? plugin.upgrade,
     methods: Object.freeze([...(route.methods ?? plugin.methods ?? PROXIED_METHODS)])
   })
 }
