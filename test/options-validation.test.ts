@@ -130,7 +130,7 @@ t.test('the resolved options are frozen all the way down', async (t) => {
 
 t.test('register leaves a deep-frozen options object as it was and proxies with it', async (t) => {
   const upstream = await httpUpstream(t)
-  const options = deepFreeze({
+  const options = deepFreeze<WsProxyOptions>({
     prefix: '/p',
     timeouts: { read: 5000 },
     pool: { connections: 2 },
