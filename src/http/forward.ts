@@ -4,7 +4,7 @@ import type { Socket } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Dispatcher } from 'undici'
 import { FST_WS_PROXY_BAD_RESPONSE, FST_WS_PROXY_RESPONSE_ABORTED } from '../errors.js'
-import { buildResponseHeaders, rawHeaderValue } from '../headers/response-headers.js'
+import { buildResponseHeaders } from '../headers/response-headers.js'
 import { kExchange, kUpgradeHead } from '../symbols.js'
 import { Tunnel } from '../upgrade/tunnel.js'
 import type { TunnelSet } from '../upgrade/tunnels.js'
@@ -63,18 +63,9 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
     // Interim 1xx answers (103 Early Hints, ...) are not relayed; the final answer follows.
     if (statusCode < 200) return true
     const res = this.res
-    try {
-      // RFC 9110 §15: a status outside 100..599 is invalid; Node would relay up to 999.
-      if (statusCode > 599) throw new RangeError(`Invalid status code: ${statusCode}`)
-      res.writeHead(statusCode, statusText === '' ? undefined : statusText, buildResponseHeaders(rawHeaders))
-    } catch (err) {
-      // Node refused the status or a header the upstream sent: nothing was written, so the client still gets a clean 502.
-      for (const name of res.getHeaderNames()) res.removeHeader(name)
-      // writeHead stores the reason phrase before validating it: left there, Fastify's 502 would throw again (and hang).
-      res.statusMessage = ''
-      const error = new FST_WS_PROXY_BAD_RESPONSE(this.route.origin, (err as Error).message, { cause: err })
-      this.fail(error)
-      this.abortUpstream?.(error)
+    const refused = this.writeHead(statusCode, statusText, buildResponseHeaders(rawHeaders, false))
+    if (refused !== null) {
+      this.abortUpstream?.(refused)
       return false
     }
     this.reply.hijack()
@@ -106,31 +97,47 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
       socket.destroy()
       return
     }
-    this.finished = true
     const res = this.res
     const client = this.request.raw.socket
-    const headers = buildResponseHeaders(raw)
-    // RFC 9110 §7.8: the 101 names the protocol switched to; Connection/Upgrade were stripped as hop-by-hop.
-    headers.push('Connection', 'Upgrade', 'Upgrade', rawHeaderValue(raw, 'upgrade') ?? String(this.request.headers.upgrade))
-    try {
-      res.sendDate = false
-      res.writeHead(statusCode, headers)
-    } catch (err) {
+    // RFC 9110 §7.8: the 101 names the protocol switched to (the upstream's Upgrade, kept); Connection is ours.
+    const headers = buildResponseHeaders(raw, true)
+    headers.push('Connection', 'Upgrade')
+    res.sendDate = false
+    if (this.writeHead(statusCode, '', headers) !== null) {
       socket.destroy()
-      for (const name of res.getHeaderNames()) res.removeHeader(name)
-      this.finished = false
-      this.fail(new FST_WS_PROXY_BAD_RESPONSE(this.route.origin, (err as Error).message, { cause: err }))
       return
     }
     this.reply.hijack()
     this.headSent = true
     // end() writes the head synchronously to the socket; the tunnel's bytes follow it in order.
+    this.finished = true
     res.end()
     const route = this.route
     const tunnel = new Tunnel(client, socket, route.origin, route.readTimeout, this.request.log, route.tunnels)
     route.tunnels.add(tunnel)
     tunnel.start((this.request.raw as { [kUpgradeHead]?: Buffer })[kUpgradeHead] ?? EMPTY)
     this.request.log.debug({ upstream: route.origin }, 'tunnel opened')
+  }
+
+  /**
+   * Writes the response head; on Node's refusal (a status or header it will not send) nothing has been written,
+   * so the client gets a clean 502 instead, and the refusal is returned.
+   */
+  writeHead (statusCode: number, statusText: string, headers: string[]): Error | null {
+    const res = this.res
+    try {
+      // RFC 9110 §15: a status outside 100..599 is invalid; Node would relay up to 999.
+      if (statusCode > 599) throw new RangeError(`Invalid status code: ${statusCode}`)
+      res.writeHead(statusCode, statusText === '' ? undefined : statusText, headers)
+      return null
+    } catch (err) {
+      for (const name of res.getHeaderNames()) res.removeHeader(name)
+      // writeHead stores the reason phrase before validating it: left there, Fastify's 502 would throw again (and hang).
+      res.statusMessage = ''
+      const error = new FST_WS_PROXY_BAD_RESPONSE(this.route.origin, (err as Error).message, { cause: err })
+      this.fail(error)
+      return error
+    }
   }
 
   fail (err: Error): void {

@@ -61,6 +61,9 @@ export class Tunnel {
     upstream.setTimeout(0)
     client.setNoDelay(true)
     upstream.setNoDelay(true)
+    // undici's sockets are not half-open: on the upstream's FIN Node would end our side too, and what the
+    // client still sends would be lost. Each FIN is passed on by `socketOnEnd` instead (Node's server sockets already allow it).
+    upstream.allowHalfOpen = true
     client.on('data', clientOnData)
     upstream.on('data', upstreamOnData)
     for (const socket of [client, upstream]) {

@@ -11,6 +11,7 @@ export class TunnelSet implements TunnelOwner {
   readonly #live = new Set<Tunnel>()
   readonly #tick: number
   #timer: NodeJS.Timeout | null = null
+  #closing = false
 
   /** @param shortestReadTimeout the smallest tunnel read timeout of any route, which sets the sweep's tick. */
   constructor (shortestReadTimeout: number) {
@@ -22,6 +23,12 @@ export class TunnelSet implements TunnelOwner {
   }
 
   add (tunnel: Tunnel): void {
+    // A handshake the upstream accepted after the app began closing: its tunnel would keep server.close()
+    // (which waits for every connection, upgraded ones included) waiting for as long as it lives.
+    if (this.#closing) {
+      tunnel.destroy('shutdown')
+      return
+    }
     this.#live.add(tunnel)
     if (this.#timer === null) {
       this.#timer = setInterval(sweep, this.#tick, this)
@@ -51,6 +58,7 @@ export class TunnelSet implements TunnelOwner {
 
   /** Destroys every live tunnel (the plugin is closing). */
   destroyAll (): void {
+    this.#closing = true
     for (const tunnel of this.#live) tunnel.destroy('shutdown')
   }
 }
