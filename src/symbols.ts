@@ -2,4 +2,5 @@
 export const kExchange = Symbol('fastify-ws-proxy.exchange')
 export const kTunnel = Symbol('fastify-ws-proxy.tunnel')
 export const kPeer = Symbol('fastify-ws-proxy.peer')
-export const kUpgradeHead = Symbol('fastify-ws-proxy.upgradeHead')
+export const kEarlyBytes = Symbol('fastify-ws-proxy.earlyBytes')
+export const kEarlyLength = Symbol('fastify-ws-proxy.earlyLength')

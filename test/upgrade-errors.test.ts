@@ -103,12 +103,9 @@ t.test('a client reset while the upstream decides: no crash, the upstream reques
   t.match(next.text, /^HTTP\/1\.1 101 /)
 })
 
-// A client that closes (FIN, no reset) before the 101 is not noticed: Node hands the 'upgrade' socket over paused,
-// and nothing reads it until the tunnel starts, so its EOF stays unread. The upstream request (and its pool slot)
-// is held until the upstream answers or timeouts.read fires. nginx notices (proxy_ignore_client_abort off: 499).
-t.test('a ws client that gives up on a slow handshake (FIN) releases the upstream request at once', {
-  todo: 'the handshake socket is not read before the 101, so a FIN goes unnoticed until timeouts.read'
-}, async (t) => {
+// A client that closes (FIN, no reset) before the 101 is noticed at once, as nginx does (499): the handshake
+// socket is read while the upstream decides, so its EOF releases the upstream request and its pool slot.
+t.test('a ws client that gives up on a slow handshake (FIN) releases the upstream request at once', async (t) => {
   const upstream = await headUpstream(t, () => { /* never answers */ })
   // timeouts.read bounds how long the abandoned request can be held (and this test's teardown).
   const { app, url } = await gateway(t, { upstream: origin(upstream), timeouts: { read: 1500 } })

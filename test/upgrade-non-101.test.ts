@@ -18,7 +18,8 @@ interface Refusal {
 const refusals: Refusal[] = [
   { status: 401, reason: 'Unauthorized', headers: { 'WWW-Authenticate': 'Bearer realm="chat", error="invalid_token"', 'X-Request-Id': 'r-401' }, body: '{"error":"who are you?"}' },
   { status: 404, reason: 'Not Found', headers: { 'Content-Type': 'text/plain; charset=utf-8' }, body: 'no such room' },
-  { status: 426, reason: 'Upgrade Required', headers: { 'Sec-WebSocket-Version': '13', 'Content-Type': 'text/plain' }, body: 'speak version 13' },
+  // RFC 9110 §15.5.22: a 426 must carry Upgrade, so it is the one answer whose Upgrade header is relayed.
+  { status: 426, reason: 'Upgrade Required', headers: { Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Content-Type': 'text/plain' }, body: 'speak version 13' },
   { status: 500, reason: 'Internal Server Error', headers: { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' }, body: '{"error":"boom"}' }
 ]
 

@@ -5,7 +5,8 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Dispatcher } from 'undici'
 import { FST_WS_PROXY_BAD_RESPONSE, FST_WS_PROXY_RESPONSE_ABORTED } from '../errors.js'
 import { buildResponseHeaders } from '../headers/response-headers.js'
-import { kExchange, kUpgradeHead } from '../symbols.js'
+import { kExchange } from '../symbols.js'
+import { takeOverClientSocket } from '../upgrade/listener.js'
 import { Tunnel } from '../upgrade/tunnel.js'
 import type { TunnelSet } from '../upgrade/tunnels.js'
 import { upstreamError } from './error-map.js'
@@ -21,8 +22,6 @@ export interface ExchangeRoute {
 interface ExchangeResponse extends ServerResponse {
   [kExchange]?: ProxyExchange
 }
-
-const EMPTY = Buffer.alloc(0)
 
 /**
  * One proxied request: the undici dispatch handler that relays the upstream's answer to the client.
@@ -63,7 +62,8 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
     // Interim 1xx answers (103 Early Hints, ...) are not relayed; the final answer follows.
     if (statusCode < 200) return true
     const res = this.res
-    const refused = this.writeHead(statusCode, statusText, buildResponseHeaders(rawHeaders, false))
+    // RFC 9110 §15.5.22: a 426 must say which protocol to upgrade to, so its Upgrade header is kept.
+    const refused = this.writeHead(statusCode, statusText, buildResponseHeaders(rawHeaders, statusCode === 426))
     if (refused !== null) {
       this.abortUpstream?.(refused)
       return false
@@ -115,7 +115,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
     const route = this.route
     const tunnel = new Tunnel(client, socket, route.origin, route.readTimeout, this.request.log, route.tunnels)
     route.tunnels.add(tunnel)
-    tunnel.start((this.request.raw as { [kUpgradeHead]?: Buffer })[kUpgradeHead] ?? EMPTY)
+    tunnel.start(takeOverClientSocket(client))
     this.request.log.debug({ upstream: route.origin }, 'tunnel opened')
   }
 

@@ -1,7 +1,7 @@
 import { ServerResponse, type IncomingMessage, type Server } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyInstance } from 'fastify'
-import { kUpgradeHead } from '../symbols.js'
+import { kEarlyBytes, kEarlyLength } from '../symbols.js'
 
 /** A path whose upgrade requests a plugin registration takes: a prefix, or one exact path. */
 export interface UpgradeClaim {
@@ -9,9 +9,6 @@ export interface UpgradeClaim {
   readonly exact: boolean
 }
 
-interface UpgradeRequest extends IncomingMessage {
-  [kUpgradeHead]?: Buffer
-}
 
 /**
  * Sends the server's 'upgrade' requests through Fastify's router, so hooks run and a hook's 401 reaches the
@@ -45,7 +42,7 @@ export class UpgradeRouter {
     return false
   }
 
-  route (req: UpgradeRequest, socket: Socket, head: Buffer): void {
+  route (req: IncomingMessage, socket: Socket, head: Buffer): void {
     const url = req.url ?? '/'
     const query = url.indexOf('?')
     if (!this.claims(query === -1 ? url : url.slice(0, query)) && this.#server.listenerCount('upgrade') > 1) return
@@ -53,7 +50,7 @@ export class UpgradeRouter {
     process.nextTick(routeAfterListeners, this, req, socket, head)
   }
 
-  routeNow (req: UpgradeRequest, socket: Socket, head: Buffer): void {
+  routeNow (req: IncomingMessage, socket: Socket, head: Buffer): void {
     // Another listener that routes upgrades through Fastify (@fastify/websocket) has bound a response to
     // the socket: the request reaches our route handler through it, so routing it again would run every
     // hook twice (and Node would refuse the second response on the socket).
@@ -61,7 +58,15 @@ export class UpgradeRouter {
     // Until a tunnel owns it, an error on the client socket (a reset during the handshake) must not crash
     // the process; the response's 'close' then releases the upstream request.
     socket.on('error', socketOnHandshakeError)
-    req[kUpgradeHead] = head
+    // Read the socket while the upstream decides: a client that gives up (FIN) is then noticed at once, and
+    // its request released (nginx: 499), instead of holding an upstream slot until timeouts.read.
+    // What it sends meanwhile is kept for the tunnel, up to a bound.
+    const early = socket as HandshakeSocket
+    early[kEarlyBytes] = head.length > 0 ? [head] : []
+    early[kEarlyLength] = head.length
+    socket.on('data', handshakeSocketOnData)
+    socket.on('end', handshakeSocketOnEnd)
+    socket.resume()
     const res = new ServerResponse(req)
     // The socket has left Node's HTTP parser: whatever is answered here is the last response on it.
     res.shouldKeepAlive = false
@@ -80,8 +85,42 @@ export class UpgradeRouter {
   }
 }
 
-function routeAfterListeners (router: UpgradeRouter, req: UpgradeRequest, socket: Socket, head: Buffer): void {
+function routeAfterListeners (router: UpgradeRouter, req: IncomingMessage, socket: Socket, head: Buffer): void {
   router.routeNow(req, socket, head)
+}
+
+/** What a client sent after its request head and before the tunnel took its socket over. */
+interface HandshakeSocket extends Socket {
+  [kEarlyBytes]: Buffer[]
+  [kEarlyLength]: number
+}
+
+// Beyond this the socket is paused (the client waits for the 101 anyway); the rest stays in the kernel.
+const EARLY_BYTES_LIMIT = 64 * 1024
+
+function handshakeSocketOnData (this: HandshakeSocket, chunk: Buffer): void {
+  this[kEarlyBytes].push(chunk)
+  this[kEarlyLength] += chunk.length
+  if (this[kEarlyLength] >= EARLY_BYTES_LIMIT) this.pause()
+}
+
+function handshakeSocketOnEnd (this: HandshakeSocket): void {
+  this.destroy()
+}
+
+/**
+ * Hands the client socket over to a tunnel: stops the handshake's reading and returns, in order, every
+ * byte the client sent after its request head (usually none: a WebSocket client waits for the 101).
+ */
+export function takeOverClientSocket (socket: Socket): Buffer {
+  const early = socket as HandshakeSocket
+  socket.removeListener('data', handshakeSocketOnData)
+  socket.removeListener('end', handshakeSocketOnEnd)
+  socket.removeListener('error', socketOnHandshakeError)
+  socket.pause()
+  const chunks = early[kEarlyBytes] ?? []
+  early[kEarlyBytes] = []
+  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)
 }
 
 function socketOnHandshakeError (this: Socket): void {
@@ -93,11 +132,8 @@ function upgradeResponseOnFinish (this: ServerResponse): void {
   const socket = this.socket
   if (socket === null) return
   this.detachSocket(socket)
-  if (this.statusCode === 101) {
-    socket.removeListener('error', socketOnHandshakeError)
-  } else {
-    socket.destroySoon()
-  }
+  // After a 101 the socket belongs to the tunnel (see takeOverClientSocket); otherwise this was the last answer.
+  if (this.statusCode !== 101) socket.destroySoon()
 }
 
 const routers = new WeakMap<Server, UpgradeRouter>()
