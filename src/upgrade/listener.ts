@@ -9,7 +9,6 @@ export interface UpgradeClaim {
   readonly exact: boolean
 }
 
-
 /**
  * Sends the server's 'upgrade' requests through Fastify's router, so hooks run and a hook's 401 reaches the
  * wire as a real HTTP answer. One listener per server, shared by every registration of the plugin.
