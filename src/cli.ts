@@ -4,7 +4,7 @@ import { main } from './gateway/cli-main.js'
 
 main(process.argv.slice(2)).then((code) => {
   if (code >= 0) process.exitCode = code
-}, (err: unknown) => {
+}, /* c8 ignore next 3: main() reports every failure as an exit code; this is the last resort */ (err: unknown) => {
   process.stderr.write(`error: ${(err as Error).stack ?? String(err)}\n`)
   process.exitCode = 1
 })

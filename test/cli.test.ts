@@ -29,9 +29,9 @@ async function inProcess (t: Test, args: string[]): Promise<{ code: number, out:
   return { code, out: text(out()), err: text(err()) }
 }
 
-function cli (t: Test, args: string[]): Run {
+function cli (t: Test, args: string[], env: Record<string, string> = {}): Run {
   const child = spawn(process.execPath, ['--import', '@tapjs/typescript/import', 'src/cli.ts', ...args], {
-    env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1' },
+    env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1', ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
@@ -136,7 +136,9 @@ t.test('runs a gateway from a config, proxies, and exits 0 on SIGTERM', async (t
   const res = await request(`http://127.0.0.1:${port}/api/x?y=1`)
   t.equal(res.status, 200)
   t.equal((JSON.parse(res.body.toString()) as Seen).url, '/x?y=1')
+  // A second signal while closing changes nothing: still one clean close, exit 0.
   run.child.kill('SIGTERM')
+  run.child.kill('SIGINT')
   t.equal(await exitCode(run), 0)
   t.match(run.output(), /"signal":"SIGTERM".*closing the gateway/)
 })
@@ -150,7 +152,7 @@ t.test('a port already in use fails with exit 1', async (t) => {
 })
 
 t.test('--demo runs a gateway in front of the demo upstream: page, API, WebSocket', async (t) => {
-  const run = cli(t, ['--demo', '--port', '0'])
+  const run = cli(t, ['--demo'], { PORT: '0' })
   const [, base] = await waitForOutput(run, /gateway (http:\/\/127\.0\.0\.1:\d+)/)
   const page = await request(`${base}/`)
   t.equal(page.status, 200)
@@ -173,6 +175,14 @@ t.test('--demo runs a gateway in front of the demo upstream: page, API, WebSocke
   const [code] = await once(ws, 'close') as [number]
   t.equal(code, 4000)
 
+  // Without echo.v1 on offer the upstream takes the first; the client stays open across the shutdown, which closes it.
+  const plain = new WebSocket(base.replace('http', 'ws') + '/plain', ['chat', 'json'])
+  t.teardown(() => plain.terminate())
+  await once(plain, 'open')
+  t.equal(plain.protocol, 'chat')
+  const plainClosed = once(plain, 'close')
   run.child.kill('SIGINT')
   t.equal(await exitCode(run), 0)
+  await plainClosed
+  t.pass('the live WebSocket was closed by the shutdown')
 })

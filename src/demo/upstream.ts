@@ -18,8 +18,8 @@ function demoRequest (req: IncomingMessage, res: ServerResponse): void {
   let bytes = 0
   req.on('data', (chunk: Buffer) => { bytes += chunk.length })
   req.on('end', () => {
-    const body = req.url?.startsWith('/api/hello') === true
-      ? { hello: 'world', from: 'the demo upstream', forwardedFor: req.headers['x-forwarded-for'] ?? null }
+    const body = (req.url as string).startsWith('/api/hello')
+      ? { hello: 'world', from: 'the demo upstream', forwardedFor: req.headers['x-forwarded-for'] }
       : { method: req.method, url: req.url, headers: req.headers, bodyBytes: bytes }
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body) + '\n')
   })
@@ -30,8 +30,8 @@ export async function startDemoUpstream (): Promise<DemoUpstream> {
   const wss = new WebSocketServer({
     server,
     perMessageDeflate: true,
-    // Picks `echo.v1` when offered, to show that the upstream (not the proxy) chooses the subprotocol.
-    handleProtocols: (protocols) => protocols.has('echo.v1') ? 'echo.v1' : false
+    // Picks `echo.v1` when offered, else the first offered: the upstream (not the proxy) chooses the subprotocol.
+    handleProtocols: (protocols) => protocols.has('echo.v1') ? 'echo.v1' : [...protocols][0]
   })
   wss.on('connection', (ws) => {
     ws.send('welcome: everything you send is echoed')

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises'
+import type { AddressInfo } from 'node:net'
 import { parseArgs } from 'node:util'
 import { checkGatewayConfig, type CheckedGatewayConfig } from './config.js'
 import { closeOnSignals, startGateway } from './start.js'
@@ -36,7 +37,7 @@ export async function main (argv: string[]): Promise<number> {
       options: {
         config: { type: 'string', short: 'c' },
         host: { type: 'string' },
-        port: { type: 'string', short: 'p' },
+        port: { type: 'string', short: 'p', default: process.env.PORT },
         check: { type: 'boolean' },
         demo: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' }
@@ -90,12 +91,10 @@ function withOverrides (parsed: unknown, host: string | undefined, port: string 
 
 async function runDemo (host: string | undefined, port: string | undefined): Promise<number> {
   const upstream = await startDemoUpstream()
-  const config = checkGatewayConfig(withOverrides({ upstream: upstream.url, logLevel: 'info' }, host ?? '127.0.0.1', port ?? process.env.PORT ?? '8080'))
+  const config = checkGatewayConfig(withOverrides({ upstream: upstream.url, logLevel: 'info' }, host, port))
   const app = await startGateway(config)
   closeOnSignals(app, () => upstream.close())
-  const address = app.server.address()
-  const gatewayPort = typeof address === 'object' && address !== null ? address.port : config.port
-  const base = `http://${config.host}:${gatewayPort}`
+  const base = `http://${config.host}:${(app.server.address() as AddressInfo).port}`
   process.stdout.write(`
 fastify-ws-proxy demo: gateway ${base}  ->  demo upstream ${upstream.url}
 

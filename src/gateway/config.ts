@@ -37,6 +37,7 @@ export function checkGatewayConfig (value: unknown): CheckedGatewayConfig {
   Value.Default(GatewayConfigSchema, copy)
   const first = checker.Errors(copy).First()
   if (first !== undefined) throw invalidOption(first)
-  const { listen, logLevel, ...proxy } = copy as GatewayConfig
-  return { host: listen?.host ?? '127.0.0.1', port: listen?.port ?? 8080, logLevel: logLevel ?? 'info', proxy }
+  // The schema's defaults have filled listen.host, listen.port and logLevel.
+  const { listen, logLevel, ...proxy } = copy as GatewayConfig & { listen: { host: string, port: number }, logLevel: string }
+  return { host: listen.host, port: listen.port, logLevel, proxy }
 }

@@ -34,9 +34,3 @@ export function connectionTokens (value: string | undefined): string[] | null {
   }
   return tokens
 }
-
-/** True when a Connection value lists `upgrade` (Firefox sends `keep-alive, Upgrade`). */
-export function hasUpgradeToken (value: string | undefined): boolean {
-  const tokens = connectionTokens(value)
-  return tokens !== null && tokens.includes('upgrade')
-}

@@ -32,8 +32,12 @@ export interface ResolvedOptions {
   readonly keepAliveTimeout: number
 }
 
+function optionError (path: string, reason: string): Error {
+  return new FST_WS_PROXY_INVALID_OPTION(path === '' ? '(root)' : path, reason)
+}
+
 function fail (path: string, reason: string): never {
-  throw new FST_WS_PROXY_INVALID_OPTION(path === '' ? '(root)' : path, reason)
+  throw optionError(path, reason)
 }
 
 /** Checks `options` against the schema and the cross-field rules. Never mutates the caller's object. */
@@ -60,7 +64,7 @@ function stripFastifyKeys (options: Record<string, unknown>): Record<string, unk
 
 /** The coded error for the first schema violation TypeBox found: its path and a readable reason. */
 export function invalidOption (first: ValueError): Error {
-  return new FST_WS_PROXY_INVALID_OPTION(first.path === '' ? '(root)' : first.path.slice(1), describe(expectation(first.schema, first.message), first.value))
+  return optionError(first.path.slice(1), describe(expectation(first.schema, first.message), first.value))
 }
 
 // TypeBox says "expected union value" for a union of literals (the methods); name the allowed values instead.
@@ -176,7 +180,6 @@ function parseUpstream (text: string, path: string): ParsedUpstream {
   if (url.search !== '' || url.hash !== '' || text.includes('?') || text.includes('#')) {
     fail(path, 'the upstream URL must not have a query or fragment')
   }
-  if (url.hostname === '') fail(path, 'the upstream URL has no host')
   const afterScheme = text.slice(text.indexOf('//') + 2)
   const slash = afterScheme.indexOf('/')
   return { origin: url.origin, host: url.host, path: slash === -1 ? null : url.pathname, socketPath: null }

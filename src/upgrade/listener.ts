@@ -42,7 +42,7 @@ export class UpgradeRouter {
   }
 
   route (req: IncomingMessage, socket: Socket, head: Buffer): void {
-    const url = req.url ?? '/'
+    const url = req.url as string
     const query = url.indexOf('?')
     if (!this.claims(query === -1 ? url : url.slice(0, query)) && this.#server.listenerCount('upgrade') > 1) return
     // The other listeners run after this one in the same emit; decide once they all have.
@@ -53,7 +53,9 @@ export class UpgradeRouter {
     // Another listener that routes upgrades through Fastify (@fastify/websocket) has bound a response to
     // the socket: the request reaches our route handler through it, so routing it again would run every
     // hook twice (and Node would refuse the second response on the socket).
-    if ((socket as { _httpMessage?: unknown })._httpMessage != null || socket.destroyed) return
+    if ((socket as { _httpMessage?: unknown })._httpMessage != null) return
+    /* c8 ignore next: a client reset within this one tick; nothing is left to answer */
+    if (socket.destroyed) return
     // Until a tunnel owns it, an error on the client socket (a reset during the handshake) must not crash
     // the process; the response's 'close' then releases the upstream request.
     socket.on('error', socketOnHandshakeError)
@@ -71,12 +73,15 @@ export class UpgradeRouter {
     res.shouldKeepAlive = false
     res.assignSocket(socket)
     res.on('finish', upgradeResponseOnFinish)
+    /* c8 ignore start: Fastify's router answers its errors; a throw would escape the server's 'upgrade' emit
+       and crash the process, so it is guarded all the same */
     try {
       this.#fastify.routing(req, res)
     } catch (err) {
       this.#fastify.log.error({ err }, 'routing an upgrade request failed')
       socket.destroy()
     }
+    /* c8 ignore stop */
   }
 
   close (): void {
@@ -128,8 +133,7 @@ function socketOnHandshakeError (this: Socket): void {
 
 /** A non-101 answer closes the connection once written; after a 101 the socket belongs to the tunnel. */
 function upgradeResponseOnFinish (this: ServerResponse): void {
-  const socket = this.socket
-  if (socket === null) return
+  const socket = this.socket as Socket
   this.detachSocket(socket)
   // After a 101 the socket belongs to the tunnel (see takeOverClientSocket); otherwise this was the last answer.
   if (this.statusCode !== 101) socket.destroySoon()

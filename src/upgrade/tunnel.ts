@@ -139,6 +139,6 @@ function socketOnClose (this: TunnelSocket): void {
   const peer = this[kPeer]
   tunnel.reason ??= this === tunnel.client ? 'client-closed' : 'upstream-closed'
   // Nothing more can reach this side: flush what is queued for the peer, then let it go.
-  if (!peer.destroyed) peer.destroySoon()
+  peer.destroySoon()
   tunnel.socketClosed()
 }

@@ -27,7 +27,7 @@ export class UpstreamPools {
         pipelining: 1,
         keepAliveTimeout: this.#settings.keepAliveTimeout,
         // Timeouts are per request (dispatch options); undici's 300 s defaults never apply.
-        connect: socketPath === null ? { timeout: connectTimeout } : { timeout: connectTimeout, socketPath }
+        connect: { timeout: connectTimeout, socketPath: socketPath ?? undefined }
       })
       this.#pools.set(key, pool)
     }
