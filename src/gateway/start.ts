@@ -10,12 +10,14 @@ export async function startGateway (config: CheckedGatewayConfig): Promise<Fasti
   return app
 }
 
-/** Closes the app on SIGINT/SIGTERM, then exits 0 (1 if closing failed). */
+/**
+ * Closes the app on SIGINT/SIGTERM, then exits 0 (1 if closing failed). The handlers go after the first
+ * signal, so a second one (Ctrl-C again) ends the process at once, as users expect.
+ */
 export function closeOnSignals (app: FastifyInstance, extra?: () => Promise<void>): void {
-  let closing = false
   const stop = (signal: string): void => {
-    if (closing) return
-    closing = true
+    process.removeListener('SIGINT', stop)
+    process.removeListener('SIGTERM', stop)
     app.log.info({ signal }, 'closing the gateway')
     app.close()
       .then(async () => { await extra?.() })
@@ -26,6 +28,6 @@ export function closeOnSignals (app: FastifyInstance, extra?: () => Promise<void
       })
     /* c8 ignore stop */
   }
-  process.once('SIGINT', stop)
-  process.once('SIGTERM', stop)
+  process.on('SIGINT', stop)
+  process.on('SIGTERM', stop)
 }
