@@ -5,34 +5,13 @@ import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { listen, portOf, type Teardown } from './servers.js'
+import { listen, within, type Teardown } from './servers.js'
+// Shared with the upgrade helpers; re-exported so tests import them from here as before.
+export { within, closedPort, logCapture, type LogRecord } from './servers.js'
 import type { Answer } from './clients.js'
 
 // Helpers for the plain HTTP path tests: scripted upstreams that misbehave, requests driven chunk by chunk,
 // responses read to their end or their abort, and captured Fastify logs.
-
-/** Rejects when `promise` has not settled within `ms` (every wait in a test is bounded). */
-export async function within<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const deadline = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)
-  })
-  try {
-    return await Promise.race([promise, deadline])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-/** A port on 127.0.0.1 that nothing listens on: a server listens on port 0, then closes. */
-export async function closedPort (): Promise<number> {
-  const server = net.createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const port = portOf(server)
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
 
 /** What a scripted upstream's connection looks like to its script. */
 export interface ScriptedConnection {
@@ -132,27 +111,6 @@ export function openRequest (t: Teardown, url: string, options: { method?: strin
   // Tests that abort on purpose never await `response`; keep its rejection from being unhandled.
   response.catch(noop)
   return { req, response }
-}
-
-/** One parsed pino line. */
-export interface LogRecord {
-  level: number
-  msg?: string
-  err?: { type?: string, code?: string, message?: string, statusCode?: number }
-  [key: string]: unknown
-}
-
-/** A destination for Fastify's logger (`logger: { level, stream }`) that keeps every record. */
-export function logCapture (): { stream: { write: (line: string) => void }, records: LogRecord[] } {
-  const records: LogRecord[] = []
-  return {
-    stream: {
-      write (line: string) {
-        records.push(JSON.parse(line) as LogRecord)
-      }
-    },
-    records
-  }
 }
 
 /** The error JSON Fastify's default error handler sends. */

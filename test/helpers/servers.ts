@@ -92,3 +92,50 @@ export async function waitFor (predicate: () => boolean, ms = 2000, what = 'cond
     await new Promise((resolve) => setTimeout(resolve, 5))
   }
 }
+
+/** Rejects when `promise` has not settled within `ms` (every wait in a test is bounded). */
+export async function within<T> (promise: Promise<T>, ms: number, what: string | (() => string)): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${typeof what === 'string' ? what : what()}`)), ms)
+  })
+  try {
+    return await Promise.race([promise, deadline])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** A port on 127.0.0.1 that nothing listens on: a server listens on port 0, then closes. */
+export async function closedPort (): Promise<number> {
+  const server = net.createServer()
+  server.listen(0, '127.0.0.1')
+  await within(once(server, 'listening'), 2000, 'listening')
+  const port = portOf(server)
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+/** One parsed pino line. */
+export interface LogRecord {
+  level: number
+  msg?: string
+  reqId?: string
+  err?: { type?: string, code?: string, message?: string, statusCode?: number }
+  res?: { statusCode?: number }
+  req?: { method?: string, url?: string }
+  [key: string]: unknown
+}
+
+/** A destination for Fastify's logger (`logger: { level, stream }`) that keeps every record. */
+export function logCapture (): { stream: { write: (line: string) => void }, records: LogRecord[] } {
+  const records: LogRecord[] = []
+  return {
+    stream: {
+      write (line: string) {
+        records.push(JSON.parse(line) as LogRecord)
+      }
+    },
+    records
+  }
+}

@@ -1,23 +1,12 @@
 import net, { type Socket } from 'node:net'
 import { createHash } from 'node:crypto'
 import { WebSocket, type ClientOptions } from 'ws'
-import { listen, portOf, type Teardown } from './servers.js'
+import { listen, within, type Teardown } from './servers.js'
+// Shared with the HTTP helpers; re-exported so tests import them from here as before.
+export { within, closedPort, logCapture, type LogRecord } from './servers.js'
 
 // Helpers for the upgrade and tunnel tests: bounded waits, WebSocket clients, raw sockets that record every
 // byte they receive, scripted upgrade upstreams, a minimal WebSocket frame reader and captured Fastify logs.
-
-/** Rejects when `promise` has not settled within `ms` (every wait in a test is bounded). */
-export async function within<T> (promise: Promise<T>, ms: number, what: string | (() => string)): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const deadline = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${typeof what === 'string' ? what : what()}`)), ms)
-  })
-  try {
-    return await Promise.race([promise, deadline])
-  } finally {
-    clearTimeout(timer)
-  }
-}
 
 /** Resolves once `socket` has emitted 'close' (at once if it already has), or rejects after `ms`. */
 export async function closed (socket: Socket, ms = 2000, what = 'the socket to close'): Promise<void> {
@@ -279,16 +268,6 @@ export async function switchingUpstream (t: Teardown, early: Buffer | string = '
   })
 }
 
-/** A port on 127.0.0.1 that nothing listens on: a server listens on port 0, then closes. */
-export async function closedPort (): Promise<number> {
-  const server = net.createServer()
-  server.listen(0, '127.0.0.1')
-  await within(new Promise<void>((resolve) => server.once('listening', resolve)), 2000, 'listening')
-  const port = portOf(server)
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
-
 /** One WebSocket frame as it travelled on the wire (payload unmasked). */
 export interface Frame {
   fin: boolean
@@ -326,29 +305,6 @@ export function parseFrames (bytes: Buffer): Frame[] {
     at = offset + length
   }
   return frames
-}
-
-/** One parsed pino line. */
-export interface LogRecord {
-  level: number
-  msg?: string
-  reqId?: string
-  res?: { statusCode?: number }
-  req?: { method?: string, url?: string }
-  [key: string]: unknown
-}
-
-/** A destination for Fastify's logger (`logger: { level, stream }`) that keeps every record. */
-export function logCapture (): { stream: { write: (line: string) => void }, records: LogRecord[] } {
-  const records: LogRecord[] = []
-  return {
-    stream: {
-      write (line: string) {
-        records.push(JSON.parse(line) as LogRecord)
-      }
-    },
-    records
-  }
 }
 
 /** `n` bytes of a repeating, position-dependent pattern: a dropped, duplicated or reordered byte shows. */
