@@ -38,3 +38,10 @@ export const FST_WS_PROXY_RESPONSE_ABORTED = createError(
 /** A tunnel's upstream sent nothing for `timeouts.read` ms, so the tunnel was closed (logged only). */
 export const FST_WS_PROXY_TUNNEL_READ_TIMEOUT = createError(
   'FST_WS_PROXY_TUNNEL_READ_TIMEOUT', 'Tunnel to upstream %s closed: upstream silent for %d ms', 504)
+
+/**
+ * A header template evaluated to a value that may not appear in an HTTP field (CR, LF, NUL, other controls),
+ * typically from a client-controlled variable. Nothing is sent upstream; the client gets a 400.
+ */
+export const FST_WS_PROXY_BAD_HEADER_VALUE = createError(
+  'FST_WS_PROXY_BAD_HEADER_VALUE', 'Header %s would carry characters not allowed in an HTTP field value', 400)

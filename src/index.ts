@@ -7,8 +7,13 @@ import { UpstreamPools } from './upstream/pools.js'
 import { releaseUpgradeRouter, upgradeRouterFor } from './upgrade/listener.js'
 import { TunnelSet } from './upgrade/tunnels.js'
 
-export type { WsProxyOptions, RouteOptions, TimeoutOptions, PoolOptions, ProxiedMethod } from './options/schema.js'
-export { PluginOptionsSchema, RouteSchema, PoolSchema, DEFAULTS } from './options/schema.js'
+export type {
+  WsProxyOptions, RouteOptions, TimeoutOptions, PoolOptions, ProxiedMethod,
+  RequestHeaderOptions, ResponseHeaderOptions, RewriteRuleOptions, MapOptions
+} from './options/schema.js'
+export {
+  PluginOptionsSchema, RouteSchema, PoolSchema, RequestHeadersSchema, ResponseHeadersSchema, MapSchema, DEFAULTS
+} from './options/schema.js'
 export { resolveOptions, type ResolvedOptions, type ResolvedRoute } from './options/resolve.js'
 export * from './errors.js'
 export type { TunnelCloseReason } from './upgrade/tunnel.js'

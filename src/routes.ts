@@ -2,8 +2,11 @@ import type { IncomingMessage } from 'node:http'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify'
 import type { Dispatcher, Pool } from 'undici'
 import { FST_WS_PROXY_BAD_PATH } from './errors.js'
-import { buildRequestHeaders } from './headers/request-headers.js'
+import { buildRequestHeaders, connectionIntent } from './headers/request-headers.js'
+import type { ResponseHeaderPlan } from './headers/response-headers.js'
+import type { RewriteRule } from './headers/rules.js'
 import { ProxyExchange, type ExchangeRoute } from './http/forward.js'
+import { VarContext } from './vars/context.js'
 import type { ResolvedRoute } from './options/resolve.js'
 import type { UpstreamPools } from './upstream/pools.js'
 import type { UpgradeClaim } from './upgrade/listener.js'
@@ -25,6 +28,10 @@ export class RouteProxy implements ExchangeRoute {
   readonly origin: string
   readonly connectTimeout: number
   readonly readTimeout: number
+  readonly response: ResponseHeaderPlan
+  // For VarContext: `$proxy_host`, `$upstream_addr`.
+  readonly proxyHost: string
+  readonly upstreamAddr: string
 
   constructor (route: ResolvedRoute, fullPrefix: string, pools: UpstreamPools, tunnels: TunnelSet) {
     this.route = route
@@ -34,6 +41,30 @@ export class RouteProxy implements ExchangeRoute {
     this.origin = route.socketPath === null ? route.origin : `unix:${route.socketPath}`
     this.connectTimeout = route.connectTimeout
     this.readTimeout = route.readTimeout
+    this.proxyHost = route.proxyHost
+    this.upstreamAddr = route.upstreamAddr
+    const rules = route.responseRules
+    this.response = {
+      drop: rules.drop.size === 0 ? null : rules.drop,
+      set: rules.set,
+      add: rules.add,
+      redirects: route.redirects.map((rule) => rule === 'default' ? this.defaultRedirect() : rule),
+      cookieDomain: route.cookieDomain,
+      cookiePath: route.cookiePath
+    }
+  }
+
+  /**
+   * nginx `proxy_redirect default`: the upstream URL of the route's mapped path turns back into the route's prefix.
+   * With a rewrite, `http://upstream:port/rewrite/...` → `/prefix/...`; without, paths map as they are, so the
+   * upstream origin → `/`. Relative, as nginx writes it: the client resolves it against the URL it asked for.
+   */
+  defaultRedirect (): RewriteRule {
+    const scheme = this.route.origin.slice(0, this.route.origin.indexOf(':'))
+    const rewrite = this.route.rewrite
+    const replacement = rewrite === null ? '/' : this.fullPrefix
+    const text = `${scheme}://${this.proxyHost}${rewrite ?? '/'}`
+    return { text, re: null, to: () => replacement, variable: false }
   }
 
   /** nginx proxy_pass: without a URI the request URI goes as is; with one it replaces the matched prefix. */
@@ -55,16 +86,27 @@ export class RouteProxy implements ExchangeRoute {
     // @fastify/websocket, when it routed this upgrade, destroys the socket after the response unless told
     // the request is not its WebSocket; the tunnel owns the socket now.
     if (upgrading && (request as { ws?: boolean }).ws === true) (request as { ws?: boolean }).ws = false
+    const route = this.route
+    const vars = route.needsVars ? new VarContext(req, request.id, this) : null
     const options: Dispatcher.DispatchOptions = {
       path: this.upstreamPath(url),
       method: req.method as Dispatcher.HttpMethod,
-      headers: buildRequestHeaders(this.route, req),
+      headers: null,
       body: !upgrading && hasBody(req) ? req : null,
-      upgrade: upgrading && this.route.upgrade ? req.headers.upgrade : null,
+      upgrade: null,
       headersTimeout: this.readTimeout,
       bodyTimeout: this.readTimeout
     }
-    this.pool.dispatch(options, new ProxyExchange(this, request, reply))
+    try {
+      options.headers = buildRequestHeaders(route, req, vars)
+      connectionIntent(options, route.requestRules, req, vars, upgrading && route.upgrade)
+    } catch (err) {
+      // A template turned client input into bytes that could split the head: nothing goes upstream.
+      request.log.warn({ err }, 'request refused: a header value would not be a valid HTTP field')
+      reply.send(err)
+      return
+    }
+    this.pool.dispatch(options, new ProxyExchange(this, request, reply, vars))
   }
 }
 

@@ -94,7 +94,7 @@ const cert = selfSignedCert()
 t.test('X-Forwarded-Proto is https when the client came over TLS', { skip: cert === null && 'openssl is not available to make a test certificate' }, async (t) => {
   if (cert === null) return
   const upstream = await httpUpstream(t)
-  const { port } = await gateway(t, { upstream: origin(upstream) }, { https: cert } as unknown as FastifyServerOptions)
+  const { port } = await gateway(t, { upstream: origin(upstream), requestHeaders: { set: { 'X-Scheme': '$scheme' } } }, { https: cert } as unknown as FastifyServerOptions)
   const req = https.request({ host: '127.0.0.1', port, path: '/tls', ca: cert.cert, servername: 'localhost', agent: false })
   t.teardown(() => { req.destroy() })
   req.end()
@@ -102,4 +102,5 @@ t.test('X-Forwarded-Proto is https when the client came over TLS', { skip: cert 
   const seen = seenOf((await readBody(res)).body)
   t.same(values(seen.rawHeaders, 'x-forwarded-proto'), ['https'])
   t.same(values(seen.rawHeaders, 'x-forwarded-host'), [`127.0.0.1:${port}`])
+  t.same(values(seen.rawHeaders, 'x-scheme'), ['https'], 'and $scheme says so too')
 })

@@ -1,12 +1,18 @@
 import type { IncomingMessage } from 'node:http'
 import type { TLSSocket } from 'node:tls'
+import type { Dispatcher } from 'undici'
+import { FST_WS_PROXY_BAD_HEADER_VALUE } from '../errors.js'
+import type { VarContext } from '../vars/context.js'
+import { isFieldValue } from './field.js'
 import { connectionTokens, isHopByHop } from './hop-by-hop.js'
+import type { HeaderRule, RequestHeaderRules } from './rules.js'
 
 /** The per-route settings the request headers depend on. */
 export interface RequestHeaderSettings {
   readonly proxyHost: string
   readonly preserveHost: boolean
   readonly xForwarded: boolean
+  readonly requestRules: RequestHeaderRules | null
 }
 
 /**
@@ -14,10 +20,14 @@ export interface RequestHeaderSettings {
  * Dropped: hop-by-hop fields and those named by Connection (RFC 9110 §7.6.1, the Upgrade intent travels as
  * undici's `upgrade` option), `Expect` (Node already answered 100-continue; undici refuses it), and `Host`
  * and `X-Forwarded-*`, which are rebuilt. `TE: trailers` is kept, as Caddy does, for gRPC-style upstreams.
+ * Then the route's rules apply: names they set or remove are dropped, set values and added values follow.
+ * Throws FST_WS_PROXY_BAD_HEADER_VALUE when a template evaluates to bytes not allowed in a field value.
  */
-export function buildRequestHeaders (settings: RequestHeaderSettings, req: IncomingMessage): string[] {
+export function buildRequestHeaders (settings: RequestHeaderSettings, req: IncomingMessage, vars: VarContext | null): string[] {
   const raw = req.rawHeaders
   const named = connectionTokens(req.headers.connection)
+  const rules = settings.requestRules
+  const drop = rules === null ? null : rules.drop
   const out: string[] = []
   let forwardedFor: string | undefined
   for (let i = 0; i < raw.length; i += 2) {
@@ -34,15 +44,68 @@ export function buildRequestHeaders (settings: RequestHeaderSettings, req: Incom
       if (lower === 'x-forwarded-for') forwardedFor = forwardedFor === undefined ? raw[i + 1] : `${forwardedFor}, ${raw[i + 1]}`
       if (lower === 'x-forwarded-for' || lower === 'x-forwarded-proto' || lower === 'x-forwarded-host') continue
     }
+    if (drop !== null && drop.has(lower)) continue
     out.push(name, raw[i + 1])
   }
   const clientHost = req.headers.host
-  out.push('host', settings.preserveHost && clientHost !== undefined ? clientHost : settings.proxyHost)
+  const host = rules?.host ?? null
+  if (host === null) {
+    out.push('host', settings.preserveHost && clientHost !== undefined ? clientHost : settings.proxyHost)
+  } else {
+    // nginx: a header whose value is empty is not sent; undici then writes the upstream's own Host.
+    const value = evaluate(host, vars)
+    if (value !== '') out.push(host.name, value)
+  }
   if (settings.xForwarded) {
-    const address = req.socket.remoteAddress ?? ''
-    out.push('x-forwarded-for', forwardedFor === undefined ? address : `${forwardedFor}, ${address}`)
-    out.push('x-forwarded-proto', (req.socket as TLSSocket).encrypted === true ? 'https' : 'http')
-    if (clientHost !== undefined) out.push('x-forwarded-host', clientHost)
+    if (drop === null || !drop.has('x-forwarded-for')) {
+      const address = req.socket.remoteAddress ?? ''
+      out.push('x-forwarded-for', forwardedFor === undefined ? address : `${forwardedFor}, ${address}`)
+    }
+    if (drop === null || !drop.has('x-forwarded-proto')) out.push('x-forwarded-proto', (req.socket as TLSSocket).encrypted === true ? 'https' : 'http')
+    if (clientHost !== undefined && (drop === null || !drop.has('x-forwarded-host'))) out.push('x-forwarded-host', clientHost)
+  }
+  if (rules !== null) {
+    pushRules(out, rules.set, vars)
+    pushRules(out, rules.add, vars)
   }
   return out
+}
+
+function pushRules (out: string[], rules: readonly HeaderRule[], vars: VarContext | null): void {
+  for (let i = 0; i < rules.length; i++) {
+    const value = evaluate(rules[i], vars)
+    if (value !== '') out.push(rules[i].name, value)
+  }
+}
+
+/** A rule's value; one that could carry CR, LF, NUL or another control byte is refused, never sent. */
+export function evaluate (rule: HeaderRule, vars: VarContext | null): string {
+  const value = rule.value(vars as VarContext)
+  if (rule.check && !isFieldValue(value)) throw new FST_WS_PROXY_BAD_HEADER_VALUE(rule.name)
+  return value
+}
+
+/** What the request asks of the upstream connection: the protocol to switch to, and whether to close it after. */
+export type ConnectionIntent = Pick<Dispatcher.DispatchOptions, 'upgrade' | 'reset'>
+
+/**
+ * Decides undici's `upgrade` and `reset` options. Without rules an upgrade request keeps the client's `Upgrade`
+ * (the nginx map idiom is built in) and plain requests keep the pooled connection alive. With `Connection` or
+ * `Upgrade` set by templates, their values decide, as in nginx: the upgrade is asked for when Connection has the
+ * token `upgrade` and Upgrade is not empty; `close` closes the upstream connection after the exchange. Only a
+ * request Node handed over as an upgrade can become a tunnel: a plain request's socket still belongs to Node's parser.
+ */
+export function connectionIntent (intent: ConnectionIntent, rules: RequestHeaderRules | null, req: IncomingMessage,
+  vars: VarContext | null, canUpgrade: boolean): void {
+  const clientUpgrade = req.headers.upgrade ?? ''
+  if (rules === null || (rules.connection === null && rules.upgrade === null)) {
+    intent.upgrade = canUpgrade && clientUpgrade !== '' ? clientUpgrade : null
+    return
+  }
+  const tokens = rules.connection === null ? null : connectionTokens(evaluate(rules.connection, vars))
+  const protocol = rules.upgrade === null ? clientUpgrade : evaluate(rules.upgrade, vars)
+  const wanted = rules.connection === null ? clientUpgrade !== '' : tokens?.includes('upgrade') === true
+  intent.upgrade = canUpgrade && wanted && protocol !== '' ? protocol : null
+  // Only ever set to true: undici's own choice (an upgrade never returns to the pool) must not be overridden.
+  if (intent.upgrade === null && tokens?.includes('close') === true) intent.reset = true
 }

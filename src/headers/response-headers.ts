@@ -1,4 +1,15 @@
+import type { VarContext } from '../vars/context.js'
 import { connectionTokens, isHopByHop } from './hop-by-hop.js'
+import { evaluate } from './request-headers.js'
+import { rewriteCookie, rewriteLocation, rewriteRefresh, type ResponseRewrites } from './rewrites.js'
+import type { HeaderRule } from './rules.js'
+
+/** A route's response rules, complete (the default redirect rule resolved against the route's prefix). */
+export interface ResponseHeaderPlan extends ResponseRewrites {
+  readonly drop: ReadonlySet<string> | null
+  readonly set: readonly HeaderRule[]
+  readonly add: readonly HeaderRule[]
+}
 
 /**
  * The upstream's response headers as a flat [name, value, ...] array for `writeHead`, in the upstream's order
@@ -6,8 +17,10 @@ import { connectionTokens, isHopByHop } from './hop-by-hop.js'
  * frames the body for the client (Content-Length kept; chunked re-applied when the upstream chunked).
  * latin1 keeps every byte as the upstream sent it: Node writes header strings back as latin1.
  * `keepUpgrade` keeps `Upgrade` for a 101, which must name the protocol switched to.
+ * Then the route's plan applies: hidden and set names dropped, `Location`/`Refresh`/`Set-Cookie` rewritten,
+ * set and added values appended. Throws FST_WS_PROXY_BAD_HEADER_VALUE for a template value not allowed in a field.
  */
-export function buildResponseHeaders (raw: Buffer[], keepUpgrade: boolean): string[] {
+export function buildResponseHeaders (raw: Buffer[], keepUpgrade: boolean, plan: ResponseHeaderPlan, vars: VarContext | null): string[] {
   let named: string[] | null = null
   for (let i = 0; i < raw.length; i += 2) {
     if (raw[i].length === 10 && raw[i].toString('latin1').toLowerCase() === 'connection') {
@@ -15,12 +28,26 @@ export function buildResponseHeaders (raw: Buffer[], keepUpgrade: boolean): stri
       if (tokens !== null) named = named === null ? tokens : named.concat(tokens)
     }
   }
+  const drop = plan.drop
   const out: string[] = []
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i].toString('latin1')
     const lower = name.toLowerCase()
     if ((isHopByHop(lower) || (named !== null && named.includes(lower))) && !(keepUpgrade && lower === 'upgrade')) continue
-    out.push(name, raw[i + 1].toString('latin1'))
+    if (drop !== null && drop.has(lower)) continue
+    let value = raw[i + 1].toString('latin1')
+    // Only three names are rewritten; their lengths tell them apart before any string comparison.
+    if (lower.length === 8 && lower === 'location' && plan.redirects.length > 0) value = rewriteLocation(value, plan, vars)
+    else if (lower.length === 7 && lower === 'refresh' && plan.redirects.length > 0) value = rewriteRefresh(value, plan, vars)
+    else if (lower.length === 10 && lower === 'set-cookie' && (plan.cookieDomain.length > 0 || plan.cookiePath.length > 0)) value = rewriteCookie(value, plan, vars)
+    out.push(name, value)
   }
+  for (let i = 0; i < plan.set.length; i++) push(out, plan.set[i], vars)
+  for (let i = 0; i < plan.add.length; i++) push(out, plan.add[i], vars)
   return out
+}
+
+function push (out: string[], rule: HeaderRule, vars: VarContext | null): void {
+  const value = evaluate(rule, vars)
+  if (value !== '') out.push(rule.name, value)
 }

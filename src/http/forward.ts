@@ -4,11 +4,12 @@ import type { Socket } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Dispatcher } from 'undici'
 import { FST_WS_PROXY_BAD_RESPONSE, FST_WS_PROXY_RESPONSE_ABORTED } from '../errors.js'
-import { buildResponseHeaders } from '../headers/response-headers.js'
+import { buildResponseHeaders, type ResponseHeaderPlan } from '../headers/response-headers.js'
 import { kExchange } from '../symbols.js'
 import { takeOverClientSocket } from '../upgrade/listener.js'
 import { Tunnel } from '../upgrade/tunnel.js'
 import type { TunnelSet } from '../upgrade/tunnels.js'
+import type { VarContext } from '../vars/context.js'
 import { upstreamError } from './error-map.js'
 
 /** What an exchange needs from its route; one object per route, shared by all its requests. */
@@ -17,6 +18,7 @@ export interface ExchangeRoute {
   readonly connectTimeout: number
   readonly readTimeout: number
   readonly tunnels: TunnelSet
+  readonly response: ResponseHeaderPlan
 }
 
 interface ExchangeResponse extends ServerResponse {
@@ -37,15 +39,18 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
   readonly request: FastifyRequest
   readonly reply: FastifyReply
   readonly res: ExchangeResponse
+  /** The request's variables when the route's templates use any, else null. */
+  readonly vars: VarContext | null
   abortUpstream: ((err?: Error) => void) | null = null
   headSent = false
   /** True once the exchange has ended in any way; later events from either side are ignored. */
   finished = false
 
-  constructor (route: ExchangeRoute, request: FastifyRequest, reply: FastifyReply) {
+  constructor (route: ExchangeRoute, request: FastifyRequest, reply: FastifyReply, vars: VarContext | null) {
     this.route = route
     this.request = request
     this.reply = reply
+    this.vars = vars
     this.res = reply.raw
     this.res[kExchange] = this
     this.res.on('close', resOnClose)
@@ -63,7 +68,8 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
     if (statusCode < 200) return true
     const res = this.res
     // RFC 9110 §15.5.22: a 426 must say which protocol to upgrade to, so its Upgrade header is kept.
-    const refused = this.writeHead(statusCode, statusText, buildResponseHeaders(rawHeaders, statusCode === 426))
+    const headers = this.responseHeaders(statusCode, rawHeaders, statusCode === 426)
+    const refused = headers instanceof Error ? headers : this.writeHead(statusCode, statusText, headers)
     if (refused !== null) {
       this.abortUpstream?.(refused)
       return false
@@ -100,7 +106,11 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
     const res = this.res
     const client = this.request.raw.socket
     // RFC 9110 §7.8: the 101 names the protocol switched to (the upstream's Upgrade, kept); Connection is ours.
-    const headers = buildResponseHeaders(raw, true)
+    const headers = this.responseHeaders(statusCode, raw, true)
+    if (headers instanceof Error) {
+      socket.destroy()
+      return
+    }
     headers.push('Connection', 'Upgrade')
     res.sendDate = false
     /* c8 ignore next 4: llhttp rejects every byte Node's writeHead would refuse before a 101 gets here */
@@ -118,6 +128,22 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
     route.tunnels.add(tunnel)
     tunnel.start(takeOverClientSocket(client))
     this.request.log.debug({ upstream: route.origin }, 'tunnel opened')
+  }
+
+  /** The client's response headers, or the error (already answered to the client) when a template's value was refused. */
+  responseHeaders (statusCode: number, raw: Buffer[], keepUpgrade: boolean): string[] | Error {
+    const vars = this.vars
+    if (vars !== null) {
+      vars.upstreamStatus = statusCode
+      vars.upstreamHeaders = raw
+    }
+    try {
+      return buildResponseHeaders(raw, keepUpgrade, this.route.response, vars)
+    } catch (err) {
+      this.request.log.warn({ err }, 'response refused: a header value would not be a valid HTTP field')
+      this.fail(err as Error)
+      return err as Error
+    }
   }
 
   /**

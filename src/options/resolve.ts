@@ -1,6 +1,9 @@
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { Value, type ValueError } from '@sinclair/typebox/value'
 import { FST_WS_PROXY_INVALID_OPTION } from '../errors.js'
+import { compileRequestRules, compileResponseRules, compileRewriteRule, compileRewriteRules, type HeaderRule, type RequestHeaderRules, type RewriteRule } from '../headers/rules.js'
+import type { LookupScope } from '../vars/builtins.js'
+import { MapRegistry } from '../vars/maps.js'
 import { PluginOptionsSchema, PROXIED_METHODS, type PoolOptions, type RouteOptions, type TimeoutOptions, type WsProxyOptions } from './schema.js'
 
 // Compiled once when the module loads; `register` only copies, applies defaults and checks.
@@ -24,6 +27,24 @@ export interface ResolvedRoute {
   readonly xForwarded: boolean
   readonly upgrade: boolean
   readonly methods: readonly string[]
+  /** nginx `$upstream_addr`: `host:port`, or `unix:/path` for a unix socket. */
+  readonly upstreamAddr: string
+  /** Compiled request header rules (plugin's and route's merged), or null when there are none. */
+  readonly requestRules: RequestHeaderRules | null
+  /** Compiled response header rules: names dropped, headers set and added. */
+  readonly responseRules: ResponseRules
+  /** `Location`/`Refresh` rewrites in order; `'default'` stands for the rule derived from the route (see RouteProxy). */
+  readonly redirects: ReadonlyArray<RewriteRule | 'default'>
+  readonly cookieDomain: readonly RewriteRule[]
+  readonly cookiePath: readonly RewriteRule[]
+  /** Whether any template reads the request's context, so a VarContext is made per request. */
+  readonly needsVars: boolean
+}
+
+export interface ResponseRules {
+  readonly drop: ReadonlySet<string>
+  readonly set: readonly HeaderRule[]
+  readonly add: readonly HeaderRule[]
 }
 
 export interface ResolvedOptions {
@@ -108,13 +129,14 @@ function buildResolved (options: WsProxyOptions): ResolvedOptions {
     fail('routes', 'expected `routes` (an array of { prefix, upstream }) or the shorthand `upstream`')
   }
 
+  const maps = new MapRegistry(options.maps ?? {}, 'maps/')
   const seen = new Map<string, number>()
   const resolved = routes.map((route, i) => {
     const at = base === '' ? '' : `${base}${i}/`
     const previous = seen.get(route.prefix)
     if (previous !== undefined) fail(`${at}prefix`, `duplicate prefix ${JSON.stringify(route.prefix)} (also routes/${previous}/prefix)`)
     seen.set(route.prefix, i)
-    return resolveRoute(route, at, plugin)
+    return resolveRoute(route, at, plugin, maps)
   })
 
   return Object.freeze({
@@ -133,11 +155,29 @@ type Defaulted = WsProxyOptions & {
   upgrade: boolean
 }
 
-function resolveRoute (route: RouteOptions, at: string, plugin: Defaulted): ResolvedRoute {
+function resolveRoute (route: RouteOptions, at: string, plugin: Defaulted, maps: MapRegistry): ResolvedRoute {
   const { origin, host, path, socketPath } = parseUpstream(route.upstream, `${at}upstream`)
   if (path !== null && route.rewritePrefix !== undefined) {
     fail(`${at}rewritePrefix`, 'the upstream URL already has a path, which replaces the prefix (nginx proxy_pass URI); give one or the other')
   }
+  const request: LookupScope = { response: false, map: maps.lookup, captures: null }
+  const response: LookupScope = { ...request, response: true }
+  // The shorthand's single route has no options of its own: its rules are the plugin's, named at the plugin's path.
+  const levels = (key: string) => ({ plugin: `${key}/`, route: `${at}${key}/` })
+  const requestRules = compileRequestRules(plugin.requestHeaders, at === '' ? undefined : route.requestHeaders, levels('requestHeaders'), request)
+  const responseRules = compileResponseRules(plugin.responseHeaders, at === '' ? undefined : route.responseHeaders, levels('responseHeaders'), response)
+  const own = at === '' ? plugin : route
+  const redirectAt = own.redirect !== undefined ? `${at}redirect/` : 'redirect/'
+  const redirect = own.redirect ?? plugin.redirect ?? ['default']
+  const redirects = redirect === false
+    ? []
+    : redirect.map((rule, i) => rule === 'default' ? 'default' as const : compileRewriteRule(rule, `${redirectAt}${i}`, response))
+  const cookieDomain = compileRewriteRules(own.cookieDomain ?? plugin.cookieDomain ?? [], own.cookieDomain !== undefined ? `${at}cookieDomain/` : 'cookieDomain/', response, true)
+  const cookiePath = compileRewriteRules(own.cookiePath ?? plugin.cookiePath ?? [], own.cookiePath !== undefined ? `${at}cookiePath/` : 'cookiePath/', response)
+  const needsVars = (requestRules !== null && [...requestRules.set, ...requestRules.add, requestRules.host, requestRules.connection, requestRules.upgrade]
+    .some((rule) => rule?.variable === true)) ||
+    [...responseRules.set, ...responseRules.add, ...cookieDomain, ...cookiePath].some((rule) => rule.variable) ||
+    redirects.some((rule) => rule !== 'default' && rule.variable)
   return Object.freeze({
     prefix: route.prefix,
     origin,
@@ -149,8 +189,21 @@ function resolveRoute (route: RouteOptions, at: string, plugin: Defaulted): Reso
     preserveHost: route.preserveHost ?? plugin.preserveHost,
     xForwarded: route.xForwarded ?? plugin.xForwarded,
     upgrade: route.upgrade ?? plugin.upgrade,
-    methods: Object.freeze([...(route.methods ?? plugin.methods ?? PROXIED_METHODS)])
+    methods: Object.freeze([...(route.methods ?? plugin.methods ?? PROXIED_METHODS)]),
+    upstreamAddr: socketPath === null ? addressOf(origin) : `unix:${socketPath}`,
+    requestRules,
+    responseRules,
+    redirects,
+    cookieDomain,
+    cookiePath,
+    needsVars
   })
+}
+
+/** `host:port` with the scheme's default port made explicit, as nginx's `$upstream_addr` shows it. */
+function addressOf (origin: string): string {
+  const url = new URL(origin)
+  return `${url.hostname}:${url.port === '' ? (url.protocol === 'https:' ? '443' : '80') : url.port}`
 }
 
 interface ParsedUpstream { origin: string, host: string, path: string | null, socketPath: string | null }

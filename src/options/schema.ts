@@ -49,9 +49,41 @@ function methodsSchema (): TMethods {
   }))
 }
 
+const headerName = Type.String({ minLength: 1 })
+const templates = (description: string) => Type.Optional(Type.Record(Type.String(), Type.String(), { description }))
+const templateLists = (description: string) =>
+  Type.Optional(Type.Record(Type.String(), Type.Union([Type.String(), Type.Array(Type.String())]), { description }))
+const names = (description: string) => Type.Optional(Type.Array(headerName, { uniqueItems: true, description }))
+
+export const RequestHeadersSchema = Type.Object({
+  set: templates('nginx `proxy_set_header`: header name → template. Replaces the client\'s value; a value that evaluates ' +
+    'to `""` is not sent. `Host`, `Connection` and `Upgrade` may be set (see "Header templates").'),
+  add: templateLists('Header name → template (or list of templates) appended after the client\'s values; empty results are not sent.'),
+  remove: names('Headers not forwarded upstream.')
+}, { additionalProperties: false, description: 'Request header rules. A route\'s rules override the plugin\'s per header name.' })
+
+export const ResponseHeadersSchema = Type.Object({
+  set: templates('Header name → template, replacing the upstream\'s value; `""` removes it. Response variables allowed.'),
+  add: templateLists('Header name → template (or list) appended to the upstream\'s values (nginx `add_header ... always`).'),
+  hide: names('nginx `proxy_hide_header`: upstream headers not passed to the client.')
+}, { additionalProperties: false, description: 'Response header rules (101 answers included; `Sec-WebSocket-*` cannot be touched).' })
+
+const RewriteRuleSchema = Type.Object({
+  from: Type.String({ minLength: 1, description: 'Prefix to replace, or a regular expression starting with `~` (`~*` ignores case).' }),
+  to: Type.String({ description: 'Template replacing it; regex captures are `$1`..`$9` and named groups.' })
+}, { additionalProperties: false })
+
 /** Settings a route inherits from the plugin level when it does not set them. */
 function inheritable (withDefaults: boolean) {
   return {
+    requestHeaders: Type.Optional(RequestHeadersSchema),
+    responseHeaders: Type.Optional(ResponseHeadersSchema),
+    redirect: Type.Optional(Type.Union([Type.Literal(false), Type.Array(Type.Union([Type.Literal('default'), RewriteRuleSchema]))], {
+      description: 'nginx `proxy_redirect` for `Location` and `Refresh`: `false`, or rules tried in order, `"default"` being ' +
+        'the upstream URL + mapped path → the route\'s prefix. Default `["default"]`.'
+    })),
+    cookieDomain: Type.Optional(Type.Array(RewriteRuleSchema, { description: 'nginx `proxy_cookie_domain`: rewrites `Domain=` of `Set-Cookie` (`from` matched whole, ignoring case and a leading dot).' })),
+    cookiePath: Type.Optional(Type.Array(RewriteRuleSchema, { description: 'nginx `proxy_cookie_path`: rewrites the start of `Path=` in `Set-Cookie`.' })),
     timeouts: timeoutsSchema(withDefaults),
     preserveHost: bool('Send the client\'s `Host` upstream (nginx `proxy_set_header Host $host`) instead of the upstream\'s ' +
       '(nginx default, `$proxy_host`). Default false.', withDefaults ? DEFAULTS.preserveHost : undefined),
@@ -99,6 +131,15 @@ export const PoolSchema = Type.Object({
   }))
 }, { additionalProperties: false, default: {}, description: 'The keep-alive pool kept for each upstream origin.' })
 
+export const MapSchema = Type.Object({
+  source: Type.String({ description: 'Template whose value is looked up, e.g. `$http_upgrade`.' }),
+  cases: Type.Optional(Type.Record(Type.String(), Type.String(), {
+    description: 'Key → value template. Keys match ignoring case; `~regex` / `~*regex` keys are tried in order after them ' +
+      '(their captures are `$1`..`$9` and named groups in the value); `\\` escapes a leading `~`.'
+  })),
+  default: Type.Optional(Type.String({ description: 'Value template when no key matches. Default `""`.' }))
+}, { additionalProperties: false, description: 'One map (nginx `map SOURCE $name { ... }`).' })
+
 export const PluginOptionsSchema = Type.Object({
   routes: Type.Optional(Type.Array(RouteSchema, { minItems: 1, description: 'The proxied locations. Use this, or the single-route shorthand `upstream` (+ `rewritePrefix`).' })),
   upstream: Type.Optional(upstream),
@@ -107,6 +148,9 @@ export const PluginOptionsSchema = Type.Object({
   })),
   rewritePrefix: Type.Optional(rewritePrefix('Shorthand: the `rewritePrefix` of the single route.')),
   pool: Type.Optional(PoolSchema),
+  maps: Type.Optional(Type.Record(Type.String(), MapSchema, {
+    description: 'nginx `map`: variable name → { source, cases, default }, usable as `$name` in every template.'
+  })),
   ...inheritable(true)
 }, { additionalProperties: false, description: 'Options of `fastify.register(wsProxyPlugin, options)`.' })
 
@@ -118,5 +162,13 @@ export type TimeoutOptions = NonNullable<RouteOptions['timeouts']>
 export type PoolOptions = Static<typeof PoolSchema>
 /** The plugin's options. */
 export type WsProxyOptions = Static<typeof PluginOptionsSchema>
+/** Request header rules (nginx `proxy_set_header`). */
+export type RequestHeaderOptions = Static<typeof RequestHeadersSchema>
+/** Response header rules (nginx `proxy_hide_header`, `add_header`). */
+export type ResponseHeaderOptions = Static<typeof ResponseHeadersSchema>
+/** One `Location`/`Set-Cookie` rewrite rule (nginx `proxy_redirect`, `proxy_cookie_*`). */
+export type RewriteRuleOptions = Static<typeof RewriteRuleSchema>
+/** One user map (nginx `map`). */
+export type MapOptions = Static<typeof MapSchema>
 /** An HTTP method that can be proxied. */
 export type ProxiedMethod = NonNullable<RouteOptions['methods']>[number]

@@ -1,0 +1,37 @@
+import type { IncomingMessage } from 'node:http'
+
+/** What a route contributes to variables: fixed at register time. */
+export interface VarRoute {
+  /** nginx `$proxy_host`: the upstream's host and port as written in `upstream`. */
+  readonly proxyHost: string
+  /** nginx `$upstream_addr`: `host:port` of the upstream, or `unix:/path` for a unix socket. */
+  readonly upstreamAddr: string
+}
+
+/**
+ * The per-request state variables read. One object per request that uses templates (none otherwise); the
+ * compiled templates are plain functions of it, so evaluating them allocates only the strings they build.
+ */
+export class VarContext {
+  readonly req: IncomingMessage
+  readonly requestId: string
+  readonly route: VarRoute
+  /** The match of the map regex whose value is being evaluated (nginx `$1`..`$9` and named captures). */
+  captures: RegExpExecArray | null = null
+  /** The upstream's answer, once it arrived: `$upstream_status`, `$upstream_http_<name>`. */
+  upstreamStatus = 0
+  upstreamHeaders: Buffer[] | null = null
+  #query = -2
+
+  constructor (req: IncomingMessage, requestId: string, route: VarRoute) {
+    this.req = req
+    this.requestId = requestId
+    this.route = route
+  }
+
+  /** Index of the `?` in the request URI, or -1. */
+  get queryIndex (): number {
+    if (this.#query === -2) this.#query = (this.req.url as string).indexOf('?')
+    return this.#query
+  }
+}
