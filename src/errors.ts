@@ -45,3 +45,10 @@ export const FST_WS_PROXY_TUNNEL_READ_TIMEOUT = createError(
  */
 export const FST_WS_PROXY_BAD_HEADER_VALUE = createError(
   'FST_WS_PROXY_BAD_HEADER_VALUE', 'Header %s would carry characters not allowed in an HTTP field value', 400)
+
+/**
+ * An upgrade request with a body (Content-Length > 0 or Transfer-Encoding, e.g. a POST asking for h2c). Node hands
+ * such a request over as an upgrade, with its body unparsed on the socket, so it could not be relayed intact.
+ */
+export const FST_WS_PROXY_UPGRADE_WITH_BODY = createError(
+  'FST_WS_PROXY_UPGRADE_WITH_BODY', 'An upgrade request with a body cannot be proxied', 501)

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify'
 import type { Dispatcher, Pool } from 'undici'
-import { FST_WS_PROXY_BAD_PATH } from './errors.js'
+import { FST_WS_PROXY_BAD_PATH, FST_WS_PROXY_UPGRADE_WITH_BODY } from './errors.js'
 import { buildRequestHeaders, connectionIntent } from './headers/request-headers.js'
 import type { ResponseHeaderPlan } from './headers/response-headers.js'
 import type { RewriteRule } from './headers/rules.js'
@@ -83,6 +83,11 @@ export class RouteProxy implements ExchangeRoute {
     // `req.upgrade` is only true for requests Node handed to the 'upgrade' event: their socket has left
     // Node's HTTP parser, so any body would never be read; what followed the head travels in the tunnel.
     const upgrading = (req as { upgrade?: boolean }).upgrade === true
+    if (upgrading && hasBody(req)) {
+      // Its body sits unparsed (maybe chunked) on the socket: refused rather than sent upstream without it.
+      reply.send(new FST_WS_PROXY_UPGRADE_WITH_BODY())
+      return
+    }
     // @fastify/websocket, when it routed this upgrade, destroys the socket after the response unless told
     // the request is not its WebSocket; the tunnel owns the socket now.
     if (upgrading && (request as { ws?: boolean }).ws === true) (request as { ws?: boolean }).ws = false
@@ -92,7 +97,7 @@ export class RouteProxy implements ExchangeRoute {
       path: this.upstreamPath(url),
       method: req.method as Dispatcher.HttpMethod,
       headers: null,
-      body: !upgrading && hasBody(req) ? req : null,
+      body: upgrading || !hasBody(req) ? null : req,
       upgrade: null,
       headersTimeout: this.readTimeout,
       bodyTimeout: this.readTimeout

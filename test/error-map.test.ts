@@ -62,6 +62,13 @@ const cases: Case[] = [
     message: `Could not connect to upstream ${ORIGIN}: ${code}`
   })),
   {
+    name: 'an upstream certificate refused by TLS verification',
+    err: Object.assign(new Error('self-signed certificate'), { code: 'DEPTH_ZERO_SELF_SIGNED_CERT' }),
+    code: 'FST_WS_PROXY_CONNECT_FAILED',
+    status: 502,
+    message: `Could not connect to upstream ${ORIGIN}: DEPTH_ZERO_SELF_SIGNED_CERT (self-signed certificate)`
+  },
+  {
     name: 'llhttp error with its HPE_ code',
     err: new HTTPParserError('Response does not match the HTTP/1.1 protocol (Invalid status code)', 'INVALID_STATUS', Buffer.from('HTTP/1.1 888')),
     code: 'FST_WS_PROXY_BAD_RESPONSE',

@@ -14,7 +14,8 @@ const documented: Record<keyof typeof errors, { status: number, base: ErrorConst
   FST_WS_PROXY_READ_TIMEOUT: { status: 504, base: Error },
   FST_WS_PROXY_TUNNEL_READ_TIMEOUT: { status: 504, base: Error },
   FST_WS_PROXY_BAD_PATH: { status: 400, base: Error },
-  FST_WS_PROXY_BAD_HEADER_VALUE: { status: 400, base: Error }
+  FST_WS_PROXY_BAD_HEADER_VALUE: { status: 400, base: Error },
+  FST_WS_PROXY_UPGRADE_WITH_BODY: { status: 501, base: Error }
 }
 
 t.test('every export is a documented error', async (t) => {
@@ -70,4 +71,5 @@ t.test('the messages name the upstream and the reason', async (t) => {
   t.equal(new errors.FST_WS_PROXY_BAD_PATH().message, 'Request path must not contain dot segments')
   t.equal(new errors.FST_WS_PROXY_BAD_HEADER_VALUE('X-User').message,
     'Header X-User would carry characters not allowed in an HTTP field value')
+  t.equal(new errors.FST_WS_PROXY_UPGRADE_WITH_BODY().message, 'An upgrade request with a body cannot be proxied')
 })

@@ -9,6 +9,11 @@ import {
 // System errors raised while the connection is being made: nothing reached the upstream.
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ENOENT'])
 
+// The upstream's certificate was refused (verification is on by default): the connection was never established.
+const TLS_VERIFY_CODES = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_GET_ISSUER_CERT', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'CERT_UNTRUSTED',
+  'CERT_REVOKED', 'ERR_TLS_CERT_ALTNAME_INVALID'])
+
 interface CodedError extends Error { code?: string }
 
 /**
@@ -22,6 +27,7 @@ export function upstreamError (err: CodedError, origin: string, connectTimeout: 
   if (code === 'UND_ERR_CONNECT_TIMEOUT') return new FST_WS_PROXY_CONNECT_TIMEOUT(origin, connectTimeout, cause)
   if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') return new FST_WS_PROXY_READ_TIMEOUT(origin, readTimeout, cause)
   if (CONNECT_CODES.has(code)) return new FST_WS_PROXY_CONNECT_FAILED(origin, code, cause)
+  if (TLS_VERIFY_CODES.has(code)) return new FST_WS_PROXY_CONNECT_FAILED(origin, `${code} (${err.message})`, cause)
   // undici 7 leaves an HTTPParserError's `code` undefined (it looks llhttp's error number up in the name → number
   // table), so llhttp's rejections of a garbage head are recognised by name.
   if (err.name === 'HTTPParserError' || code.startsWith('HPE_') || code === 'UND_ERR_HEADERS_OVERFLOW' || code === 'UND_ERR_INFO' ||
