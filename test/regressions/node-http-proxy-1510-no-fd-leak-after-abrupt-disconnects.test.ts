@@ -31,6 +31,6 @@ t.test('1,000 clients reset abruptly leave no socket, tunnel or descriptor behin
   t.ok(Date.now() - started < 30_000, 'bounded in time')
   await waitFor(() => app.wsProxy.tunnels === 0 && wss.clients.size === 0, 5000, 'every tunnel and upstream WebSocket to close')
   await waitFor(() => app.wsProxy.upstreamConnections === 0, 5000, 'idle pooled connections to expire')
-  await waitFor(() => openFds() <= before, 5000, () => `descriptors back to ${before} (now ${openFds()})`)
+  await waitFor(() => openFds() <= before, 5000, 'the descriptors to be back to the baseline')
   t.ok(openFds() <= before, `open descriptors ${openFds()} <= ${before}`)
 })
