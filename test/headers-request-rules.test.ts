@@ -79,6 +79,11 @@ t.test('zero configuration: a WebSocket is proxied with no header options at all
   const ws = await openWs(t, wsUrl(url, '/zero'))
   ws.send('no headers configured')
   t.equal(String((await messages(ws, 1))[0].data), 'no headers configured')
+  // The seeds' two lines without their map: $connection_upgrade is built in.
+  const lines = await gateway(t, { upstream: origin(server), requestHeaders: { set: { Upgrade: '$http_upgrade', Connection: '$connection_upgrade' } } })
+  const viaBuiltin = await openWs(t, wsUrl(lines.url, '/builtin-map'))
+  viaBuiltin.send('built-in map')
+  t.equal(String((await messages(viaBuiltin, 1))[0].data), 'built-in map')
 })
 
 t.test('the seeds\' nginx configuration, line for line, proxies WebSockets; its `close` closes plain upstream connections', async (t) => {
