@@ -153,7 +153,11 @@ export function registerRoutes (instance: FastifyInstance, routes: readonly Reso
       }
     }
     const proxy = new RouteProxy(route, base + route.prefix, pools, tunnels)
-    const handler = (request: FastifyRequest, reply: FastifyReply): void => { proxy.handle(request, reply) }
+    const upgrades = route.upgradeRoute === null ? proxy : new RouteProxy(route.upgradeRoute, proxy.fullPrefix, pools, tunnels)
+    const handler = (request: FastifyRequest, reply: FastifyReply): void => {
+      // Only requests Node handed over as upgrades go to `upgradeUpstream`.
+      ((request.raw as { upgrade?: boolean }).upgrade === true ? upgrades : proxy).handle(request, reply)
+    }
     instance.route({
       method: [...route.methods] as HTTPMethods[],
       url: route.prefix + '*',

@@ -52,6 +52,9 @@ const invalid: Invalid[] = [
   { name: 'a redirect "true"', options: { upstream: up, redirect: true }, path: 'redirect', reason: /^expected union value, got true$/ },
   { name: 'a cookie path rule with an unknown variable', options: route({ cookiePath: [{ from: '/', to: '$nah' }] }), path: 'routes/1/cookiePath/0/to', reason: /^unknown variable \$nah$/ },
   { name: 'a constant redirect target with LF', options: { upstream: up, redirect: [{ from: '/', to: '/a\nb' }] }, path: 'redirect/0/to', reason: /characters not allowed/ },
+  { name: 'upgradeUpstream is not a URL', options: route({ upgradeUpstream: 'ws://x' }), path: 'routes/1/upgradeUpstream', reason: /^expected string to match/ },
+  { name: 'upgradeUpstream with a path and rewritePrefix', options: route({ upgradeUpstream: 'http://x/ws/', rewritePrefix: '/b/' }), path: 'routes/1/rewritePrefix', reason: /^upgradeUpstream has a path/ },
+  { name: 'upgradeUpstream with a query', options: route({ upgradeUpstream: 'http://x/?a=1' }), path: 'routes/1/upgradeUpstream', reason: /must not have a query/ },
   { name: 'a cookie domain without to', options: { upstream: up, cookieDomain: [{ from: 'x' }] }, path: 'cookieDomain/0/to', reason: /^expected required property/ }
 ]
 

@@ -44,3 +44,8 @@ test('wrong shapes are rejected', () => {
   expect<RouteOptions>().type.not.toBeAssignableFrom({ prefix: '/a/', upstream: 'http://x', maps: {} })
   expect<WsProxyOptions>().type.not.toBeAssignableFrom({ upstream: 'http://x', cookieDomain: [{ from: 'a' }] })
 })
+
+test('a route may send its upgrades to another upstream', () => {
+  expect<RouteOptions['upgradeUpstream']>().type.toBe<string | undefined>()
+  expect<WsProxyOptions>().type.not.toBeAssignableFrom({ upstream: 'http://x', upgradeUpstream: 'http://y' })
+})

@@ -39,6 +39,8 @@ export interface ResolvedRoute {
   readonly cookiePath: readonly RewriteRule[]
   /** Whether any template reads the request's context, so a VarContext is made per request. */
   readonly needsVars: boolean
+  /** The same route aimed at `upgradeUpstream`, for its upgrade requests; null when upgrades go to `upstream`. */
+  readonly upgradeRoute: ResolvedRoute | null
 }
 
 export interface ResponseRules {
@@ -178,7 +180,7 @@ function resolveRoute (route: RouteOptions, at: string, plugin: Defaulted, maps:
     .some((rule) => rule?.variable === true)) ||
     [...responseRules.set, ...responseRules.add, ...cookieDomain, ...cookiePath].some((rule) => rule.variable) ||
     redirects.some((rule) => rule !== 'default' && rule.variable)
-  return Object.freeze({
+  const resolved: ResolvedRoute = {
     prefix: route.prefix,
     origin,
     socketPath,
@@ -196,8 +198,23 @@ function resolveRoute (route: RouteOptions, at: string, plugin: Defaulted, maps:
     redirects,
     cookieDomain,
     cookiePath,
-    needsVars
+    needsVars,
+    upgradeRoute: null
+  }
+  if (route.upgradeUpstream === undefined) return Object.freeze(resolved)
+  const target = parseUpstream(route.upgradeUpstream, `${at}upgradeUpstream`)
+  if (target.path !== null && route.rewritePrefix !== undefined) {
+    fail(`${at}rewritePrefix`, 'upgradeUpstream has a path, which replaces the prefix for upgrades; give one or the other')
+  }
+  const upgradeRoute: ResolvedRoute = Object.freeze({
+    ...resolved,
+    origin: target.origin,
+    socketPath: target.socketPath,
+    proxyHost: target.host,
+    rewrite: route.rewritePrefix ?? target.path,
+    upstreamAddr: target.socketPath === null ? addressOf(target.origin) : `unix:${target.socketPath}`
   })
+  return Object.freeze({ ...resolved, upgradeRoute })
 }
 
 /** `host:port` with the scheme's default port made explicit, as nginx's `$upstream_addr` shows it. */

@@ -111,9 +111,16 @@ const upstream = Type.String({
 const rewritePrefix = (description: string) => Type.String({ pattern: '^/[^?#]*$', description })
 const ROUTE_REWRITE = 'Replaces the matched prefix in the upstream path (the same as giving `upstream` a path; use one or the other).'
 
+const upgradeUpstream = Type.String({
+  pattern: '^https?://',
+  description: 'Where the route\'s upgrade requests (WebSockets) go, when not to `upstream` (e.g. a separate WebSocket service; ' +
+    '@fastify/http-proxy\'s `wsUpstream`). Same syntax and path rules as `upstream`; without a path, `rewritePrefix` applies.'
+})
+
 export const RouteSchema = Type.Object({
   prefix,
   upstream,
+  upgradeUpstream: Type.Optional(upgradeUpstream),
   rewritePrefix: Type.Optional(rewritePrefix(ROUTE_REWRITE)),
   ...inheritable(false)
 }, { additionalProperties: false, description: 'One proxied location.' })
