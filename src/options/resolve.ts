@@ -162,24 +162,7 @@ function resolveRoute (route: RouteOptions, at: string, plugin: Defaulted, maps:
   if (path !== null && route.rewritePrefix !== undefined) {
     fail(`${at}rewritePrefix`, 'the upstream URL already has a path, which replaces the prefix (nginx proxy_pass URI); give one or the other')
   }
-  const request: LookupScope = { response: false, map: maps.lookup, captures: null }
-  const response: LookupScope = { ...request, response: true }
-  // The shorthand's single route has no options of its own: its rules are the plugin's, named at the plugin's path.
-  const levels = (key: string) => ({ plugin: `${key}/`, route: `${at}${key}/` })
-  const requestRules = compileRequestRules(plugin.requestHeaders, at === '' ? undefined : route.requestHeaders, levels('requestHeaders'), request)
-  const responseRules = compileResponseRules(plugin.responseHeaders, at === '' ? undefined : route.responseHeaders, levels('responseHeaders'), response)
-  const own = at === '' ? plugin : route
-  const redirectAt = own.redirect !== undefined ? `${at}redirect/` : 'redirect/'
-  const redirect = own.redirect ?? plugin.redirect ?? ['default']
-  const redirects = redirect === false
-    ? []
-    : redirect.map((rule, i) => rule === 'default' ? 'default' as const : compileRewriteRule(rule, `${redirectAt}${i}`, response))
-  const cookieDomain = compileRewriteRules(own.cookieDomain ?? plugin.cookieDomain ?? [], own.cookieDomain !== undefined ? `${at}cookieDomain/` : 'cookieDomain/', response, true)
-  const cookiePath = compileRewriteRules(own.cookiePath ?? plugin.cookiePath ?? [], own.cookiePath !== undefined ? `${at}cookiePath/` : 'cookiePath/', response)
-  const needsVars = (requestRules !== null && [...requestRules.set, ...requestRules.add, requestRules.host, requestRules.connection, requestRules.upgrade]
-    .some((rule) => rule?.variable === true)) ||
-    [...responseRules.set, ...responseRules.add, ...cookieDomain, ...cookiePath].some((rule) => rule.variable) ||
-    redirects.some((rule) => rule !== 'default' && rule.variable)
+  const rules = resolveHeaderRules(route, at, plugin, maps)
   const resolved: ResolvedRoute = {
     prefix: route.prefix,
     origin,
@@ -192,13 +175,8 @@ function resolveRoute (route: RouteOptions, at: string, plugin: Defaulted, maps:
     xForwarded: route.xForwarded ?? plugin.xForwarded,
     upgrade: route.upgrade ?? plugin.upgrade,
     methods: Object.freeze([...(route.methods ?? plugin.methods ?? PROXIED_METHODS)]),
-    upstreamAddr: socketPath === null ? addressOf(origin) : `unix:${socketPath}`,
-    requestRules,
-    responseRules,
-    redirects,
-    cookieDomain,
-    cookiePath,
-    needsVars,
+    upstreamAddr: addressOf(origin, socketPath),
+    ...rules,
     upgradeRoute: null
   }
   if (route.upgradeUpstream === undefined) return Object.freeze(resolved)
@@ -212,13 +190,41 @@ function resolveRoute (route: RouteOptions, at: string, plugin: Defaulted, maps:
     socketPath: target.socketPath,
     proxyHost: target.host,
     rewrite: route.rewritePrefix ?? target.path,
-    upstreamAddr: target.socketPath === null ? addressOf(target.origin) : `unix:${target.socketPath}`
+    upstreamAddr: addressOf(target.origin, target.socketPath)
   })
   return Object.freeze({ ...resolved, upgradeRoute })
 }
 
-/** `host:port` with the scheme's default port made explicit, as nginx's `$upstream_addr` shows it. */
-function addressOf (origin: string): string {
+type HeaderSettings = Pick<ResolvedRoute, 'requestRules' | 'responseRules' | 'redirects' | 'cookieDomain' | 'cookiePath' | 'needsVars'>
+
+/**
+ * Compiles a route's header templates over the plugin's: header rules merge per name, `redirect` and the cookie
+ * rules are taken whole from the route when it has them. The shorthand's single route has no options of its own,
+ * so its rules are the plugin's, named at the plugin's path.
+ */
+function resolveHeaderRules (route: RouteOptions, at: string, plugin: Defaulted, maps: MapRegistry): HeaderSettings {
+  const request: LookupScope = { response: false, map: maps.lookup, captures: null }
+  const response: LookupScope = { ...request, response: true }
+  const own = at === '' ? undefined : route
+  const levels = (key: string) => ({ plugin: `${key}/`, route: `${at}${key}/` })
+  const requestRules = compileRequestRules(plugin.requestHeaders, own?.requestHeaders, levels('requestHeaders'), request)
+  const responseRules = compileResponseRules(plugin.responseHeaders, own?.responseHeaders, levels('responseHeaders'), response)
+  // Where a whole-list setting comes from, for error paths: the route when it sets it, else the plugin.
+  const from = (key: 'redirect' | 'cookieDomain' | 'cookiePath') => own?.[key] !== undefined ? `${at}${key}/` : `${key}/`
+  const redirect = own?.redirect ?? plugin.redirect ?? ['default']
+  const redirects = redirect === false
+    ? []
+    : redirect.map((rule, i) => rule === 'default' ? 'default' as const : compileRewriteRule(rule, `${from('redirect')}${i}`, response))
+  const cookieDomain = compileRewriteRules(own?.cookieDomain ?? plugin.cookieDomain ?? [], from('cookieDomain'), response, true)
+  const cookiePath = compileRewriteRules(own?.cookiePath ?? plugin.cookiePath ?? [], from('cookiePath'), response)
+  const written = [...(requestRules === null ? [] : [...requestRules.set, ...requestRules.add, requestRules.host, requestRules.connection, requestRules.upgrade]),
+    ...responseRules.set, ...responseRules.add, ...cookieDomain, ...cookiePath, ...redirects.filter((rule) => rule !== 'default')]
+  return { requestRules, responseRules, redirects, cookieDomain, cookiePath, needsVars: written.some((rule) => rule?.variable === true) }
+}
+
+/** nginx's `$upstream_addr`: `host:port` with the scheme's default port made explicit, or `unix:/path`. */
+function addressOf (origin: string, socketPath: string | null): string {
+  if (socketPath !== null) return `unix:${socketPath}`
   const url = new URL(origin)
   return `${url.hostname}:${url.port === '' ? (url.protocol === 'https:' ? '443' : '80') : url.port}`
 }
