@@ -2,7 +2,7 @@
 // the upstream (HTTP + ws echo), each contender proxying to it, and the load generators (autocannon; ws-load.ts).
 // Contenders are interleaved round by round; medians are reported with ratios to "direct" (no proxy).
 // Results go to bench/results/<date>.json and, unless --no-readme, to the README's benchmark table.
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { fileURLToPath } from 'node:url'
@@ -18,22 +18,36 @@ const TS = ['--import', '@tapjs/typescript/import']
 
 interface Contender { name: string, script: string | null, note: string }
 
+function hasNginx (): boolean {
+  try {
+    execFileSync('nginx', ['-v'], { stdio: 'ignore' })
+    return true
+  } catch {
+    process.stderr.write('nginx is not installed: skipped (install it with `apt-get install nginx-light` or `dnf install nginx`)\n')
+    return false
+  }
+}
+
 const CONTENDERS: Contender[] = [
   { name: 'direct', script: null, note: 'no proxy: the client talks to the upstream (the limit)' },
-  { name: 'fastify-ws-proxy', script: 'bench/contenders/fastify-ws-proxy.ts', note: 'this plugin, defaults (undici pool, 128 connections)' }
+  { name: 'fastify-ws-proxy', script: 'bench/contenders/fastify-ws-proxy.ts', note: 'this plugin, defaults (undici pool, 128 connections)' },
+  { name: '@fastify/http-proxy', script: 'bench/contenders/fastify-http-proxy.ts', note: '@fastify/http-proxy 11 with `websocket: true`, defaults' },
+  { name: 'http-proxy', script: 'bench/contenders/http-proxy.ts', note: 'node-http-proxy 1.18 (`web` + `ws`) with a keep-alive agent of 128 sockets' },
+  ...(hasNginx() ? [{ name: 'nginx', script: 'bench/contenders/nginx.ts', note: 'nginx, 1 worker, the seeds\' WebSocket config, upstream `keepalive 128`' }] : [])
 ]
 
-function startProcess (args: string[]): Promise<{ child: ChildProcess, port: number }> {
-  const child = spawn(process.execPath, [...TS, ...args], { cwd: root, env: TS_ENV, stdio: ['ignore', 'pipe', 'inherit'] })
+/** Starts a process that prints "READY <port> [<pid to measure>]" (nginx names its worker; others measure themselves). */
+function startProcess (args: string[]): Promise<{ child: ChildProcess, port: number, pid: number }> {
+  const child = spawn(process.execPath, ['--expose-gc', ...TS, '--import', './bench/contenders/gc-on-signal.ts', ...args], { cwd: root, env: TS_ENV, stdio: ['ignore', 'pipe', 'inherit'] })
   return new Promise((resolve, reject) => {
     let out = ''
     const timer = setTimeout(() => reject(new Error(`${args[0]} did not start within 30 s`)), 30_000)
     child.stdout?.on('data', (chunk: Buffer) => {
       out += chunk.toString()
-      const match = /READY (\d+)/.exec(out)
+      const match = /READY (\d+)(?: (\d+))?/.exec(out)
       if (match !== null) {
         clearTimeout(timer)
-        resolve({ child, port: Number(match[1]) })
+        resolve({ child, port: Number(match[1]), pid: match[2] === undefined ? child.pid as number : Number(match[2]) })
       }
     })
     child.once('exit', (code) => reject(new Error(`${args[0]} exited with ${code}`)))
@@ -90,20 +104,45 @@ async function measure (port: number, pid: number | null): Promise<Metrics> {
   return m
 }
 
-/** RSS growth of the proxy per idle tunnel: `count` ws clients connect and stay silent. */
-async function idleTunnelMemory (port: number, pid: number): Promise<number> {
-  const before = rssBytes(pid)
-  const holder = spawn(process.execPath, [...TS, 'bench/ws-idle.ts', `ws://127.0.0.1:${port}/idle`, String(IDLE_TUNNELS)], { cwd: root, env: TS_ENV, stdio: ['ignore', 'pipe', 'inherit'] })
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('idle tunnels did not open in 60 s')), 60_000)
-    holder.stdout.on('data', (chunk: Buffer) => {
-      if (chunk.toString().includes('OPEN')) { clearTimeout(timer); resolve() }
-    })
-  })
+/** Waits a second, then has a Node contender collect its garbage (nginx, whose worker is `pid`, has none). */
+async function settle (child: ChildProcess, pid: number): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, 1000))
-  const after = rssBytes(pid)
-  holder.kill('SIGKILL')
-  return (after - before) / IDLE_TUNNELS
+  if (pid !== child.pid) return
+  const collected = new Promise<void>((resolve) => {
+    const onData = (chunk: Buffer): void => {
+      if (chunk.toString().includes('GC')) { child.stdout?.off('data', onData); resolve() }
+    }
+    child.stdout?.on('data', onData)
+  })
+  child.kill('SIGUSR2')
+  await Promise.race([collected, new Promise((resolve) => setTimeout(resolve, 5000))])
+}
+
+/**
+ * RSS growth per idle tunnel, measured on a fresh process of the contender (after the load phases a Node heap has
+ * grown and may shrink while tunnels open, which made the figure meaningless): `count` ws clients connect and stay silent.
+ */
+async function idleTunnelMemory (contender: Contender, upstreamPort: number): Promise<number> {
+  const { child, port, pid } = await startProcess([contender.script as string, String(upstreamPort)])
+  try {
+    await settle(child, pid)
+    const before = rssBytes(pid)
+    const holder = spawn(process.execPath, [...TS, 'bench/ws-idle.ts', `ws://127.0.0.1:${port}/idle`, String(IDLE_TUNNELS)], { cwd: root, env: TS_ENV, stdio: ['ignore', 'pipe', 'inherit'] })
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('idle tunnels did not open in 60 s')), 60_000)
+        holder.stdout.on('data', (chunk: Buffer) => {
+          if (chunk.toString().includes('OPEN')) { clearTimeout(timer); resolve() }
+        })
+      })
+      await settle(child, pid)
+      return (rssBytes(pid) - before) / IDLE_TUNNELS
+    } finally {
+      holder.kill('SIGKILL')
+    }
+  } finally {
+    child.kill()
+  }
 }
 
 function median (values: number[]): number {
@@ -113,30 +152,30 @@ function median (values: number[]): number {
 }
 
 const upstream = await startProcess(['bench/upstream.ts'])
-const started: Array<{ contender: Contender, port: number, child: ChildProcess | null }> = []
+const started: Array<{ contender: Contender, port: number, child: ChildProcess | null, pid: number | null }> = []
 for (const contender of CONTENDERS) {
   if (contender.script === null) {
-    started.push({ contender, port: upstream.port, child: null })
+    started.push({ contender, port: upstream.port, child: null, pid: null })
   } else {
-    const { child, port } = await startProcess([contender.script, String(upstream.port)])
-    started.push({ contender, port, child })
+    const { child, port, pid } = await startProcess([contender.script, String(upstream.port)])
+    started.push({ contender, port, child, pid })
   }
 }
 
 const samples = new Map<string, Metrics[]>()
 try {
   for (let round = 1; round <= ROUNDS; round++) {
-    for (const { contender, port, child } of started) {
+    for (const { contender, port, pid } of started) {
       process.stderr.write(`round ${round}/${ROUNDS}: ${contender.name}\n`)
-      const metrics = await measure(port, child?.pid ?? null)
+      const metrics = await measure(port, pid)
       const list = samples.get(contender.name) ?? []
       list.push(metrics)
       samples.set(contender.name, list)
     }
   }
-  for (const { contender, port, child } of started) {
-    if (child?.pid !== undefined) {
-      const perTunnel = await idleTunnelMemory(port, child.pid)
+  for (const { contender } of started) {
+    if (contender.script !== null) {
+      const perTunnel = await idleTunnelMemory(contender, upstream.port)
       for (const m of samples.get(contender.name) ?? []) m.idleTunnelBytes = perTunnel
     }
   }
@@ -157,8 +196,8 @@ mkdirSync(new URL('results/', import.meta.url), { recursive: true })
 writeFileSync(new URL(`results/${date}${quick ? '-quick' : ''}.json`, import.meta.url), JSON.stringify({ date, machine, quick, rounds: ROUNDS, seconds: SECONDS, results, samples: Object.fromEntries(samples) }, null, 2))
 
 const direct = results.direct
+const nginx = results.nginx as Metrics | undefined
 const fmt = (v: number | undefined, digits = 0): string => v === undefined || Number.isNaN(v) ? 'n/a' : v.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
-const ratio = (v: number | undefined, base: number | undefined): string => v === undefined || base === undefined ? '' : ` (${(v / base).toFixed(2)}×)`
 const rows = [
   ['HTTP small GET, req/s (50 connections)', 'getRps', 0, true],
   ['HTTP small GET, p50 / p99 latency ms', null, 0, false],
@@ -170,7 +209,7 @@ const rows = [
 ] as const
 const names = Object.keys(results)
 const table = [
-  `Measured ${date} on ${machine}; ${ROUNDS} interleaved rounds of ${SECONDS} s per metric, medians; ratios are to direct.${quick ? ' (quick mode)' : ''}`,
+  `Measured ${date} on ${machine}; ${ROUNDS} interleaved rounds of ${SECONDS} s per metric, medians; ratios are to direct, then to nginx.${quick ? ' (quick mode)' : ''}`,
   '',
   `| metric | ${names.join(' | ')} |`,
   `|---|${names.map(() => '---:').join('|')}|`,
@@ -179,7 +218,9 @@ const table = [
       const r = results[name]
       if (key === null) return `${fmt(r.getP50, 0)} / ${fmt(r.getP99, 0)}`
       const value = key === 'idleTunnelBytes' ? (r[key] === undefined ? undefined : r[key] / 1024) : r[key]
-      return fmt(value, digits) + (withRatio && name !== 'direct' ? ratio(r[key], direct[key]) : '')
+      if (!withRatio || name === 'direct') return fmt(value, digits)
+      const toNginx = nginx === undefined || name === 'nginx' ? '' : `, ${(r[key] / nginx[key]).toFixed(2)}× nginx`
+      return `${fmt(value, digits)} (${(r[key] / direct[key]).toFixed(2)}×${toNginx})`
     })
     return `| ${label} | ${cells.join(' | ')} |`
   }),

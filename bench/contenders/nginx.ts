@@ -1,0 +1,63 @@
+// Contender: nginx, one worker, the seeds' WebSocket configuration with upstream keep-alive, to the upstream given
+// as argv[2]. Prints "READY <port> <worker pid>" (the worker is what the benchmark measures). Needs `nginx` on
+// PATH: `apt-get install nginx-light` (Debian/Ubuntu) or `dnf install nginx`; bench/run.ts skips it otherwise.
+import { spawn, execFileSync } from 'node:child_process'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+async function freePort (): Promise<number> {
+  const server = net.createServer().listen(0, '127.0.0.1')
+  await new Promise((resolve) => server.once('listening', resolve))
+  const port = (server.address() as net.AddressInfo).port
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'fastify-ws-proxy-bench-nginx-'))
+const port = await freePort()
+writeFileSync(join(dir, 'nginx.conf'), `
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 20000; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  client_max_body_size 0;
+  # The seeds' map, with '' instead of 'close' for plain requests, as nginx's keepalive docs advise: nginx at its best.
+  map $http_upgrade $connection_upgrade { default upgrade; '' ''; }
+  upstream backend { server 127.0.0.1:${process.argv[2]}; keepalive 128; }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_request_buffering off;
+      proxy_read_timeout 3600s;
+    }
+  }
+}
+`)
+const master = spawn('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], { stdio: ['ignore', 'inherit', 'inherit'] })
+process.on('SIGTERM', () => { master.kill('SIGQUIT'); setTimeout(() => process.exit(0), 500) })
+master.once('exit', (code) => process.exit(code ?? 1))
+for (let i = 0; i < 100; i++) {
+  const up = await new Promise<boolean>((resolve) => {
+    const socket = net.connect(port, '127.0.0.1', () => { socket.destroy(); resolve(true) })
+    socket.once('error', () => resolve(false))
+  })
+  if (up) break
+  await new Promise((resolve) => setTimeout(resolve, 50))
+}
+const workers = execFileSync('pgrep', ['-P', String(master.pid)]).toString().trim().split('\n')
+process.stdout.write(`READY ${port} ${workers[0]}\n`)
