@@ -72,6 +72,9 @@ export class UpgradeRouter {
     // The socket has left Node's HTTP parser: whatever is answered here is the last response on it.
     res.shouldKeepAlive = false
     res.assignSocket(socket)
+    // Node removed its own 'drain' relay when it handed the socket over: without this one, an answer larger than
+    // the socket's buffer (a big refusal body) would wait forever for a 'drain' on the response.
+    socket.on('drain', handshakeSocketOnDrain)
     res.on('finish', upgradeResponseOnFinish)
     /* c8 ignore start: Fastify's router answers its errors; a throw would escape the server's 'upgrade' emit
        and crash the process, so it is guarded all the same */
@@ -121,6 +124,7 @@ export function takeOverClientSocket (socket: Socket): Buffer {
   socket.removeListener('data', handshakeSocketOnData)
   socket.removeListener('end', handshakeSocketOnEnd)
   socket.removeListener('error', socketOnHandshakeError)
+  socket.removeListener('drain', handshakeSocketOnDrain)
   socket.pause()
   const chunks = early[kEarlyBytes] ?? []
   early[kEarlyBytes] = []
@@ -131,9 +135,14 @@ function socketOnHandshakeError (this: Socket): void {
   this.destroy()
 }
 
+function handshakeSocketOnDrain (this: Socket): void {
+  (this as { _httpMessage?: ServerResponse | null })._httpMessage?.emit('drain')
+}
+
 /** A non-101 answer closes the connection once written; after a 101 the socket belongs to the tunnel. */
 function upgradeResponseOnFinish (this: ServerResponse): void {
   const socket = this.socket as Socket
+  socket.removeListener('drain', handshakeSocketOnDrain)
   this.detachSocket(socket)
   // After a 101 the socket belongs to the tunnel (see takeOverClientSocket); otherwise this was the last answer.
   if (this.statusCode !== 101) socket.destroySoon()
