@@ -139,3 +139,19 @@ export function logCapture (): { stream: { write: (line: string) => void }, reco
     records
   }
 }
+
+/**
+ * Records every uncaught exception and unhandled rejection in this test process until teardown, so a test can
+ * assert that none happened (tap would otherwise report them without saying which scenario raised them).
+ */
+export function recordUnhandled (t: Teardown): unknown[] {
+  const unhandled: unknown[] = []
+  const record = (err: unknown): void => { unhandled.push(err) }
+  process.on('uncaughtException', record)
+  process.on('unhandledRejection', record)
+  t.teardown(() => {
+    process.off('uncaughtException', record)
+    process.off('unhandledRejection', record)
+  })
+  return unhandled
+}

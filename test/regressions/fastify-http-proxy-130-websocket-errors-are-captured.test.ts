@@ -3,18 +3,11 @@
 // ends the connection it belongs to, is relayed as the peers' own bytes, and nothing escapes as unhandled.
 import t from 'tap'
 import { WebSocket } from 'ws'
-import { gateway, origin, waitFor, within, wsUpstream } from '../helpers/servers.js'
+import { gateway, origin, recordUnhandled, waitFor, within, wsUpstream } from '../helpers/servers.js'
 import { acceptFor, headUpstream, parseFrames, parseHead, rawClient, switching, upgradeHead, WS_KEY, wsHandshakeHead, wsUrl } from '../helpers/ws.js'
 import { request } from '../helpers/clients.js'
 
-const unhandled: unknown[] = []
-const record = (err: unknown): void => { unhandled.push(err) }
-process.on('uncaughtException', record)
-process.on('unhandledRejection', record)
-t.teardown(() => {
-  process.off('uncaughtException', record)
-  process.off('unhandledRejection', record)
-})
+const unhandled = recordUnhandled(t)
 
 t.test('a client sending unmasked frames: the upstream ws server\'s 1002 reaches the client, the tunnel is freed', async (t) => {
   const { server, wss } = await wsUpstream(t)

@@ -5,17 +5,10 @@
 import t from 'tap'
 import http from 'node:http'
 import { once } from 'node:events'
-import { closedPort, gateway, logCapture, within } from '../helpers/servers.js'
+import { closedPort, gateway, logCapture, recordUnhandled, within } from '../helpers/servers.js'
 import { readBody } from '../helpers/http-faults.js'
 
-const unhandled: unknown[] = []
-const record = (err: unknown): void => { unhandled.push(err) }
-process.on('uncaughtException', record)
-process.on('unhandledRejection', record)
-t.teardown(() => {
-  process.off('uncaughtException', record)
-  process.off('unhandledRejection', record)
-})
+const unhandled = recordUnhandled(t)
 
 t.test('down, up, killed mid-flight: 502 / 200 / 502 on reused client connections, one answer each', async (t) => {
   const upstreamPort = await closedPort()

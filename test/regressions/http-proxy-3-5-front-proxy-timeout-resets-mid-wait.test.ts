@@ -5,18 +5,11 @@
 import t from 'tap'
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import net from 'node:net'
-import { gateway, httpUpstream, listen, origin, portOf, waitFor, within, type Teardown } from '../helpers/servers.js'
+import { gateway, httpUpstream, listen, origin, portOf, recordUnhandled, type Teardown, waitFor, within } from '../helpers/servers.js'
 import { request } from '../helpers/clients.js'
 import { parseHead, rawClient, wsHandshakeHead } from '../helpers/ws.js'
 
-const unhandled: unknown[] = []
-const record = (err: unknown): void => { unhandled.push(err) }
-process.on('uncaughtException', record)
-process.on('unhandledRejection', record)
-t.teardown(() => {
-  process.off('uncaughtException', record)
-  process.off('unhandledRejection', record)
-})
+const unhandled = recordUnhandled(t)
 
 /** An upstream that answers /fast at once, holds /slow, and sends half a body of /stall then goes quiet. */
 async function slowUpstream (t: Teardown) {

@@ -2,17 +2,10 @@
 // a WebSocket upgrade (upstream refusing or restarting, client giving up, an upstream timing out) emitted an
 // unhandled 'error' and crashed the process. Each case here ends cleanly; any unhandled error fails the test.
 import t from 'tap'
-import { gateway, origin } from '../helpers/servers.js'
+import { gateway, origin, recordUnhandled } from '../helpers/servers.js'
 import { headUpstream, parseHead, rawClient, switching, wsHandshakeHead } from '../helpers/ws.js'
 
-const unhandled: unknown[] = []
-const record = (err: unknown): void => { unhandled.push(err) }
-process.on('uncaughtException', record)
-process.on('unhandledRejection', record)
-t.teardown(() => {
-  process.off('uncaughtException', record)
-  process.off('unhandledRejection', record)
-})
+const unhandled = recordUnhandled(t)
 
 t.test('the upstream resets the handshake before answering: 502, no crash', async (t) => {
   const upstream = await headUpstream(t, ({ socket }) => { socket.resetAndDestroy() })

@@ -4,17 +4,10 @@
 import t, { type Test } from 'tap'
 import type { IncomingMessage } from 'node:http'
 import { WebSocket } from 'ws'
-import { gateway, httpUpstream, origin, waitFor, within } from '../helpers/servers.js'
+import { gateway, httpUpstream, origin, recordUnhandled, waitFor, within } from '../helpers/servers.js'
 import { parseHead, rawClient, wsHandshakeHead, wsUrl } from '../helpers/ws.js'
 
-const unhandled: unknown[] = []
-const record = (err: unknown): void => { unhandled.push(err) }
-process.on('uncaughtException', record)
-process.on('unhandledRejection', record)
-t.teardown(() => {
-  process.off('uncaughtException', record)
-  process.off('unhandledRejection', record)
-})
+const unhandled = recordUnhandled(t)
 
 /** An upstream refusing every upgrade with a 403 and a 4 MiB body, written slowly; it notes each cut response. */
 async function refusingUpstream (t: Test) {
