@@ -1,6 +1,6 @@
 import t from 'tap'
-import { gateway, httpUpstream, logCapture, origin, waitFor, type Seen } from './helpers/servers.js'
-import { rawExchange, request } from './helpers/clients.js'
+import { gateway, httpUpstream, logCapture, origin, waitFor } from './helpers/servers.js'
+import { rawExchange, request, seenOf } from './helpers/clients.js'
 import { errorBody, requestPath } from './helpers/http-faults.js'
 import { headUpstream, parseHead, rawClient, upgradeHead } from './helpers/ws.js'
 
@@ -8,8 +8,6 @@ import { headUpstream, parseHead, rawClient, upgradeHead } from './helpers/ws.js
 // one sent back): a value with CR, LF, NUL or another control byte is refused with 400 and logged, and nothing
 // is written upstream. Node's parser already refuses those bytes in raw headers and in the request line, so the
 // decoded sources ($uri and what maps capture from it) are where they can appear; each source is tried.
-
-const seenOf = (body: Buffer): Seen => JSON.parse(body.toString()) as Seen
 
 const ATTACKS = [
   { what: 'CRLF', path: '/a%0D%0AInjected:%20yes' },

@@ -1,11 +1,9 @@
 import t from 'tap'
 import { gateway, httpUpstream, origin, type Seen } from './helpers/servers.js'
-import { request } from './helpers/clients.js'
+import { request, seenOf } from './helpers/clients.js'
 
 // User maps (nginx `map`): exact keys ignoring case, regex keys in order with their captures, defaults,
 // maps built on maps, and values that are templates themselves.
-
-const seenOf = (body: Buffer): Seen => JSON.parse(body.toString()) as Seen
 
 t.test('a map picks exact keys (ignoring case) before regex keys, regexes in order, then the default', async (t) => {
   const upstream = await httpUpstream(t)

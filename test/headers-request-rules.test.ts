@@ -1,19 +1,11 @@
 import t from 'tap'
-import type { IncomingMessage, ServerResponse } from 'node:http'
-import { echoHandler, gateway, httpUpstream, origin, portOf, waitFor, wsUpstream, type Seen } from './helpers/servers.js'
-import { request } from './helpers/clients.js'
+import type { IncomingMessage } from 'node:http'
+import { gateway, httpUpstream, origin, portOf, waitFor, wsUpstream } from './helpers/servers.js'
+import { request, seenOf, values } from './helpers/clients.js'
 import { headUpstream, messages, openWs, parseHead, rawClient, switching, upgradeHead, wsUrl } from './helpers/ws.js'
 
 // Request header rules: set, add, remove, the empty-value rule, plugin/route precedence, Host, and the
 // Connection/Upgrade templates that steer the upgrade (nginx's `proxy_set_header Upgrade/Connection`).
-
-const seenOf = (body: Buffer): Seen => JSON.parse(body.toString()) as Seen
-
-function values (raw: string[], name: string): string[] {
-  const out: string[] = []
-  for (let i = 0; i < raw.length; i += 2) if (raw[i].toLowerCase() === name) out.push(raw[i + 1])
-  return out
-}
 
 t.test('set replaces the client\'s value, add appends after it, remove drops it, an empty value is not sent', async (t) => {
   const upstream = await httpUpstream(t)
@@ -142,7 +134,7 @@ t.test('Connection and Upgrade templates decide the upgrade', async (t) => {
 
 t.test('a plain request keeps its pooled connection by default, whatever the client\'s Connection says', async (t) => {
   const connections: unknown[] = []
-  const upstream = await httpUpstream(t, (req: IncomingMessage, res: ServerResponse) => echoHandler(req, res))
+  const upstream = await httpUpstream(t)
   upstream.on('connection', (socket) => connections.push(socket))
   const { url } = await gateway(t, { upstream: origin(upstream), requestHeaders: { set: { 'X-Any': 'x' } } })
   for (let i = 0; i < 3; i++) {

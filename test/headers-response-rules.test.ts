@@ -1,16 +1,10 @@
 import t from 'tap'
 import { gateway, httpUpstream, origin, portOf } from './helpers/servers.js'
-import { request } from './helpers/clients.js'
+import { request, values } from './helpers/clients.js'
 import { acceptFor, headUpstream, parseHead, rawClient, wsHandshakeHead, WS_KEY } from './helpers/ws.js'
 
 // Response rules (nginx proxy_hide_header / add_header), on normal answers and on 101s, and the rewriting of
 // upstream URLs in Location, Refresh and Set-Cookie (nginx proxy_redirect, proxy_cookie_domain/path).
-
-function values (raw: string[], name: string): string[] {
-  const out: string[] = []
-  for (let i = 0; i < raw.length; i += 2) if (raw[i].toLowerCase() === name) out.push(raw[i + 1])
-  return out
-}
 
 t.test('hide, set and add with request and response variables', async (t) => {
   const upstream = await httpUpstream(t, (_req, res) => {

@@ -1,12 +1,10 @@
 import t from 'tap'
 import { hostname } from 'node:os'
 import { gateway, httpUpstream, origin, portOf, type Seen } from './helpers/servers.js'
-import { request } from './helpers/clients.js'
+import { request, seenOf } from './helpers/clients.js'
 import { VARIABLE_DOCS } from '../src/vars/builtins.js'
 
 // Every built-in variable, evaluated through a real gateway and read back from what an echo upstream received.
-
-const seenOf = (body: Buffer): Seen => JSON.parse(body.toString()) as Seen
 
 const VARIABLES = ['host', 'hostname', 'remote_addr', 'remote_port', 'server_addr', 'server_port', 'scheme', 'request_method',
   'request_uri', 'uri', 'args', 'query_string', 'is_args', 'request_id', 'content_length', 'content_type', 'proxy_host',

@@ -2,22 +2,13 @@ import t from 'tap'
 import https from 'node:https'
 import type { FastifyServerOptions } from 'fastify'
 import { gateway, httpUpstream, origin, portOf, type Seen } from './helpers/servers.js'
-import { rawExchange, request } from './helpers/clients.js'
+import { rawExchange, request, seenOf, values } from './helpers/clients.js'
 import { readBody, selfSignedCert, within } from './helpers/http-faults.js'
 import { once } from 'node:events'
 import type { IncomingMessage } from 'node:http'
 
 // X-Forwarded-For is extended with the client's address, X-Forwarded-Proto and -Host are stated by the gateway
 // (a client's own values are replaced), and Host is the upstream's (nginx `$proxy_host`) unless `preserveHost`.
-
-const seenOf = (body: Buffer): Seen => JSON.parse(body.toString()) as Seen
-
-/** The values of `name` in a raw list, in order. */
-function values (raw: string[], name: string): string[] {
-  const out: string[] = []
-  for (let i = 0; i < raw.length; i += 2) if (raw[i].toLowerCase() === name) out.push(raw[i + 1])
-  return out
-}
 
 t.test('defaults: X-Forwarded-For/Proto/Host are set and Host is the upstream\'s host:port', async (t) => {
   const upstream = await httpUpstream(t)

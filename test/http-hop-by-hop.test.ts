@@ -1,6 +1,6 @@
 import t from 'tap'
 import { gateway, httpUpstream, origin, waitFor, type Seen } from './helpers/servers.js'
-import { request } from './helpers/clients.js'
+import { request, values } from './helpers/clients.js'
 import { fixedResponseUpstream, within } from './helpers/http-faults.js'
 
 // RFC 9110 §7.6.1: connection-specific fields, and every field the Connection header names, are not forwarded,
@@ -9,13 +9,6 @@ import { fixedResponseUpstream, within } from './helpers/http-faults.js'
 
 /** The header names of a raw [name, value, ...] list, lowercased, in order. */
 const names = (raw: string[]): string[] => raw.filter((_v, i) => i % 2 === 0).map((n) => n.toLowerCase())
-
-/** The values of `name` in a raw list, in order. */
-function values (raw: string[], name: string): string[] {
-  const out: string[] = []
-  for (let i = 0; i < raw.length; i += 2) if (raw[i].toLowerCase() === name) out.push(raw[i + 1])
-  return out
-}
 
 t.test('request: hop-by-hop fields and those named by Connection are not sent upstream; end-to-end ones are', async (t) => {
   const upstream = await httpUpstream(t)

@@ -1,7 +1,7 @@
 import { FST_WS_PROXY_INVALID_OPTION } from '../errors.js'
 import type { RequestHeaderOptions, ResponseHeaderOptions, RewriteRuleOptions } from '../options/schema.js'
-import type { CaptureNames, Expr, LookupScope } from '../vars/builtins.js'
-import { captureNames, compileAt, keySegment } from '../vars/maps.js'
+import type { Expr, LookupScope } from '../vars/builtins.js'
+import { captureNames, compileAt, keySegment, regexOf } from '../vars/maps.js'
 import { isFieldValue, isToken } from './field.js'
 
 /** One header a rule writes: its value is a compiled template. */
@@ -35,13 +35,11 @@ export interface RewriteRule {
   readonly variable: boolean
 }
 
-export interface ResponseHeaderRules {
+/** Response header rules: names dropped (hidden or set), headers set and added. */
+export interface ResponseRules {
   readonly drop: ReadonlySet<string>
   readonly set: readonly HeaderRule[]
   readonly add: readonly HeaderRule[]
-  readonly redirects: readonly RewriteRule[]
-  readonly cookieDomain: readonly RewriteRule[]
-  readonly cookiePath: readonly RewriteRule[]
 }
 
 // Framing and connection management belong to the proxy: a template may not write these.
@@ -147,7 +145,7 @@ export function compileRequestRules (plugin: RequestHeaderOptions | undefined, r
 
 /** Compiles the response header rules, redirects and cookie rewrites of a route over the plugin's. */
 export function compileResponseRules (plugin: ResponseHeaderOptions | undefined, route: ResponseHeaderOptions | undefined,
-  at: Record<Level, string>, scope: LookupScope): Pick<ResponseHeaderRules, 'drop' | 'set' | 'add'> {
+  at: Record<Level, string>, scope: LookupScope): ResponseRules {
   const merged = collect([{ at: at.plugin, rules: plugin }, { at: at.route, rules: route }], 'hide', (lower, path, kind) => {
     // The handshake's own fields: a 101 must keep them exactly as the upstream sent them (RFC 6455 §4.2.2).
     if (lower.startsWith('sec-websocket-')) {
@@ -170,18 +168,8 @@ export function compileRewriteRules (rules: readonly RewriteRuleOptions[], at: s
 
 /** One rule; a `domain` rule's text is matched whole, so it is kept lowercased and without a leading dot. */
 export function compileRewriteRule (rule: RewriteRuleOptions, path: string, scope: LookupScope, domain = false): RewriteRule {
-  let re: RegExp | null = null
-  let captures: CaptureNames | null = null
-  if (rule.from.startsWith('~')) {
-    const caseless = rule.from.startsWith('~*')
-    try {
-      re = new RegExp(rule.from.slice(caseless ? 2 : 1), caseless ? 'i' : '')
-    } catch (err) {
-      throw new FST_WS_PROXY_INVALID_OPTION(`${path}/from`, `the regular expression does not compile: ${(err as Error).message}`)
-    }
-    captures = captureNames(re)
-  }
-  const to = compileAt(rule.to, { ...scope, captures }, `${path}/to`)
+  const re = regexOf(rule.from, `${path}/from`)
+  const to = compileAt(rule.to, { ...scope, captures: re === null ? null : captureNames(re) }, `${path}/to`)
   if (to.constant !== null && !isFieldValue(to.constant)) {
     throw new FST_WS_PROXY_INVALID_OPTION(`${path}/to`, 'the value has characters not allowed in an HTTP field value')
   }

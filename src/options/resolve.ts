@@ -1,7 +1,7 @@
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { Value, type ValueError } from '@sinclair/typebox/value'
 import { FST_WS_PROXY_INVALID_OPTION } from '../errors.js'
-import { compileRequestRules, compileResponseRules, compileRewriteRule, compileRewriteRules, type HeaderRule, type RequestHeaderRules, type RewriteRule } from '../headers/rules.js'
+import { compileRequestRules, compileResponseRules, compileRewriteRule, compileRewriteRules, type RequestHeaderRules, type ResponseRules, type RewriteRule } from '../headers/rules.js'
 import type { LookupScope } from '../vars/builtins.js'
 import { MapRegistry } from '../vars/maps.js'
 import { PluginOptionsSchema, PROXIED_METHODS, type PoolOptions, type RouteOptions, type TimeoutOptions, type WsProxyOptions } from './schema.js'
@@ -41,12 +41,6 @@ export interface ResolvedRoute {
   readonly needsVars: boolean
   /** The same route aimed at `upgradeUpstream`, for its upgrade requests; null when upgrades go to `upstream`. */
   readonly upgradeRoute: ResolvedRoute | null
-}
-
-export interface ResponseRules {
-  readonly drop: ReadonlySet<string>
-  readonly set: readonly HeaderRule[]
-  readonly add: readonly HeaderRule[]
 }
 
 export interface ResolvedOptions {

@@ -77,15 +77,8 @@ function compileMap (definition: MapDefinition, at: string, map: (name: string) 
   const regexes: RegexCase[] = []
   for (const [key, valueText] of Object.entries(definition.cases ?? {})) {
     const path = `${at}cases/${keySegment(key)}`
-    if (key.startsWith('~')) {
-      const caseless = key.startsWith('~*')
-      const pattern = key.slice(caseless ? 2 : 1)
-      let re: RegExp
-      try {
-        re = new RegExp(pattern, caseless ? 'i' : '')
-      } catch (err) {
-        throw new FST_WS_PROXY_INVALID_OPTION(path, `the regular expression does not compile: ${(err as Error).message}`)
-      }
+    const re = regexOf(key, path)
+    if (re !== null) {
       const value = compileAt(valueText, { response: false, map, captures: captureNames(re) }, path).expr
       regexes.push({ re, value })
     } else {
@@ -114,6 +107,17 @@ function compileMap (definition: MapDefinition, at: string, map: (name: string) 
       }
     }
     return fallback(c)
+  }
+}
+
+/** nginx's regex syntax: `~regex` (case-sensitive) or `~*regex` (ignoring case) is compiled; other text is null. */
+export function regexOf (text: string, path: string): RegExp | null {
+  if (!text.startsWith('~')) return null
+  const caseless = text.startsWith('~*')
+  try {
+    return new RegExp(text.slice(caseless ? 2 : 1), caseless ? 'i' : '')
+  } catch (err) {
+    throw new FST_WS_PROXY_INVALID_OPTION(path, `the regular expression does not compile: ${(err as Error).message}`)
   }
 }
 

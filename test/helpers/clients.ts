@@ -1,7 +1,7 @@
 import http, { type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http'
 import net from 'node:net'
 import { once } from 'node:events'
-import type { Teardown } from './servers.js'
+import type { Seen, Teardown } from './servers.js'
 
 export interface Answer {
   status: number
@@ -33,4 +33,16 @@ export async function rawExchange (t: Teardown, port: number, bytes: string | Bu
   socket.write(bytes)
   await once(socket, 'close')
   return Buffer.concat(chunks).toString('latin1')
+}
+
+/** The values of header `name` (lowercase) in a raw [name, value, ...] list, in order. */
+export function values (raw: string[], name: string): string[] {
+  const out: string[] = []
+  for (let i = 0; i < raw.length; i += 2) if (raw[i].toLowerCase() === name) out.push(raw[i + 1])
+  return out
+}
+
+/** What the echo upstream (servers.ts `echoHandler`) reports it received. */
+export function seenOf (body: Buffer): Seen {
+  return JSON.parse(body.toString()) as Seen
 }
