@@ -38,7 +38,8 @@ function typeOf (schema: Node): string {
   if (schema.type === 'object' && schema.patternProperties !== undefined) {
     return `{ [name]: ${typeOf(Object.values(schema.patternProperties)[0])} }`
   }
-  return schema.type as string
+  // An untyped schema is an object passed through unchecked (the prom-client Registry).
+  return schema.type ?? 'object'
 }
 
 /** The object schema an option's rows continue into (an object, an array of objects, a record or union of them). */

@@ -52,3 +52,22 @@ export const FST_WS_PROXY_BAD_HEADER_VALUE = createError(
  */
 export const FST_WS_PROXY_UPGRADE_WITH_BODY = createError(
   'FST_WS_PROXY_UPGRADE_WITH_BODY', 'An upgrade request with a body cannot be proxied', 501)
+
+/**
+ * A tunnel was closed by one of its other timers (logged only): `send` (the upstream took no bytes), `idle`
+ * (nothing either way), `maxTunnelLifetime`, or `ping` (the client did not answer the proxy's ping).
+ */
+export const FST_WS_PROXY_TUNNEL_TIMEOUT = createError(
+  'FST_WS_PROXY_TUNNEL_TIMEOUT', 'Tunnel to upstream %s closed: %s', 504)
+
+/** Writing the request body to the upstream stalled for `timeouts.send` ms (nginx proxy_send_timeout). */
+export const FST_WS_PROXY_SEND_TIMEOUT = createError(
+  'FST_WS_PROXY_SEND_TIMEOUT', 'Upstream %s took no request bytes for %d ms', 504)
+
+/** A tunnel limit (`limits.tunnels`, a route's `limits.tunnels`, `limits.tunnelsPerClient`) is reached: answered with Retry-After. */
+export const FST_WS_PROXY_TOO_MANY_TUNNELS = createError(
+  'FST_WS_PROXY_TOO_MANY_TUNNELS', 'Too many tunnels: the %s limit of %d is reached', 503)
+
+/** The request body is larger than `limits.body` (Content-Length, or counted as it streams). */
+export const FST_WS_PROXY_BODY_TOO_LARGE = createError(
+  'FST_WS_PROXY_BODY_TOO_LARGE', 'Request body larger than %d bytes', 413)

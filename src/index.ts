@@ -1,41 +1,57 @@
+import { EventEmitter } from 'node:events'
 import type { FastifyPluginCallback } from 'fastify'
 import fp from 'fastify-plugin'
+import { UploadSet } from './http/body.js'
+import { Sweeper } from './lifecycle/sweeper.js'
 import { resolveOptions, type ResolvedOptions } from './options/resolve.js'
 import type { WsProxyOptions } from './options/schema.js'
-import { registerRoutes } from './routes.js'
+import { registerRoutes, type ProxyRuntime } from './routes.js'
+import type { WsProxyEvents } from './telemetry/events.js'
+import { exportMetrics } from './telemetry/prometheus.js'
+import type { MetricsSnapshot, RouteStats } from './telemetry/stats.js'
 import { UpstreamPools } from './upstream/pools.js'
+import { TunnelLimits } from './upgrade/limits.js'
 import { releaseUpgradeRouter, upgradeRouterFor } from './upgrade/listener.js'
 import { TunnelSet } from './upgrade/tunnels.js'
 
 export type {
   WsProxyOptions, RouteOptions, TimeoutOptions, PoolOptions, ProxiedMethod,
-  RequestHeaderOptions, ResponseHeaderOptions, RewriteRuleOptions, MapOptions
+  RequestHeaderOptions, ResponseHeaderOptions, RewriteRuleOptions, MapOptions,
+  PingOptions, LimitOptions, RouteLimitOptions, MetricsOptions, MetricsRegistry
 } from './options/schema.js'
 export {
-  PluginOptionsSchema, RouteSchema, PoolSchema, RequestHeadersSchema, ResponseHeadersSchema, MapSchema, DEFAULTS
+  PluginOptionsSchema, RouteSchema, PoolSchema, RequestHeadersSchema, ResponseHeadersSchema, MapSchema, DEFAULTS,
+  PingSchema, PluginLimitsSchema, RouteLimitsSchema, MetricsSchema
 } from './options/schema.js'
+export type { WsProxyEvents, TunnelOpenEvent, TunnelCloseEvent, TunnelLogLevel } from './telemetry/events.js'
+export type { MetricsSnapshot, RouteMetrics, LatencyHistogram, StatusClass, UpstreamErrorKind } from './telemetry/stats.js'
+export type { TunnelLimitName } from './upgrade/limits.js'
 export { resolveOptions, type ResolvedOptions, type ResolvedRoute } from './options/resolve.js'
 export * from './errors.js'
 export type { TunnelCloseReason } from './upgrade/tunnel.js'
 
-/** Live state of the proxies registered in a Fastify context and its children, for introspection and tests. */
-export interface WsProxyState {
+/** Live state of the proxies registered in a Fastify context and its children; emits `tunnelOpen` and `tunnelClose`. */
+export interface WsProxyState extends EventEmitter<WsProxyEvents> {
   /** Tunnels currently open. */
   readonly tunnels: number
   /** Connections currently open to upstreams in the keep-alive pools (tunnels not included). */
   readonly upstreamConnections: number
+  /** The counters of every route: requests, upstream errors, head latency, tunnels, bytes. */
+  metrics (): MetricsSnapshot
 }
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** Totals over every fastify-ws-proxy registration in this context and its children. */
+    /** Totals over every fastify-ws-proxy registration in this context and its children, and tunnel events. */
     wsProxy: WsProxyState
   }
 }
 
 /** The registrations one `wsProxy` decoration sums over. */
-class ProxyStateTotals implements WsProxyState {
-  readonly registrations: Array<{ tunnels: TunnelSet, pools: UpstreamPools }> = []
+class ProxyStateTotals extends EventEmitter<WsProxyEvents> implements WsProxyState {
+  readonly registrations: ProxyRuntime[] = []
+  /** Set once metrics are exported: binds a route's latency histogram. */
+  attachLatency: ((route: RouteStats) => void) | null = null
 
   get tunnels (): number {
     let n = 0
@@ -48,11 +64,30 @@ class ProxyStateTotals implements WsProxyState {
     for (const r of this.registrations) n += r.pools.connected
     return n
   }
+
+  metrics (): MetricsSnapshot {
+    const routes = []
+    for (const registration of this.registrations) {
+      for (const stats of registration.stats) routes.push(stats.snapshot(...registration.tunnels.liveBytes(stats)))
+    }
+    return { routes }
+  }
 }
 
 function passThroughParser (_req: unknown, _payload: unknown, done: (err: null) => void): void {
   // Proxied bodies are never parsed: the handler streams `request.raw` to the upstream as it arrives.
   done(null)
+}
+
+/** The sweep's tick follows the shortest timer any route has. */
+function shortestTimer (options: ResolvedOptions): number {
+  let shortest = Infinity
+  for (const route of options.routes) {
+    for (const ms of [route.readTimeout, route.sendTimeout, route.idleTimeout, route.maxTunnelLifetime, route.pingInterval, route.pingTimeout]) {
+      if (ms > 0 && ms < shortest) shortest = ms
+    }
+  }
+  return shortest
 }
 
 const plugin: FastifyPluginCallback<WsProxyOptions> = (fastify, options, done) => {
@@ -64,32 +99,54 @@ const plugin: FastifyPluginCallback<WsProxyOptions> = (fastify, options, done) =
     done(err as Error)
     return
   }
-  const pools = new UpstreamPools(resolved)
-  const tunnels = new TunnelSet(Math.min(...resolved.routes.map((r) => r.readTimeout)))
-
   if (!fastify.hasDecorator('wsProxy')) fastify.decorate('wsProxy', new ProxyStateTotals())
-  ;(fastify.wsProxy as ProxyStateTotals).registrations.push({ tunnels, pools })
+  const totals = fastify.wsProxy as ProxyStateTotals
+  const sweeper = new Sweeper(shortestTimer(resolved))
+  const wake = (): void => sweeper.wake()
+  const limits = new TunnelLimits(resolved.tunnelLimit, resolved.tunnelsPerClient, resolved.retryAfter)
+  const runtime: ProxyRuntime = {
+    pools: new UpstreamPools(resolved),
+    tunnels: new TunnelSet(limits, totals, resolved.tunnelLogLevel, wake),
+    limits,
+    uploads: new UploadSet(wake),
+    stats: []
+  }
+  sweeper.watch(runtime.tunnels)
+  sweeper.watch(runtime.uploads)
+  totals.registrations.push(runtime)
 
   // The routes live in their own context: its catch-all body parser must not reach the user's routes,
   // and Fastify's register `prefix` (ignored for a fastify-plugin) is applied to that context instead.
   fastify.register((proxied, _opts, registered) => {
     proxied.removeAllContentTypeParsers()
     proxied.addContentTypeParser('*', passThroughParser)
-    const claims = registerRoutes(proxied, resolved.routes, pools, tunnels)
+    const claims = registerRoutes(proxied, resolved.routes, runtime)
     if (claims.length > 0) upgradeRouterFor(proxied.server, proxied).claim(claims)
+    if (totals.attachLatency !== null) runtime.stats.forEach(totals.attachLatency)
     registered()
   }, { prefix: (options.prefix ?? '').replace(/\/+$/, '') })
 
-  // preClose runs before the server stops: live tunnels would otherwise keep server.close() waiting forever.
-  fastify.addHook('preClose', (next) => {
+  // preClose runs before the server stops (Fastify already answers new requests 503): live tunnels get their
+  // grace period to close cleanly, as server.close() would otherwise wait for them forever.
+  fastify.addHook('preClose', async () => {
     releaseUpgradeRouter(fastify.server)
-    tunnels.destroyAll()
-    next()
+    await runtime.tunnels.drain(resolved.closeGracePeriod)
   })
-  fastify.addHook('onClose', (_instance, next) => {
-    pools.close().then(() => next(), next)
+  fastify.addHook('onClose', async () => {
+    sweeper.stop()
+    await runtime.pools.close()
   })
-  done()
+  if (resolved.metrics === null) {
+    done()
+    return
+  }
+  exportMetrics(fastify, () => totals.metrics(), resolved.metrics).then((attach) => {
+    if (attach !== null) {
+      totals.attachLatency = attach
+      for (const registration of totals.registrations) registration.stats.forEach(attach)
+    }
+    done()
+  }, done)
 }
 
 /**

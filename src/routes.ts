@@ -1,11 +1,14 @@
 import type { IncomingMessage } from 'node:http'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify'
 import type { Dispatcher, Pool } from 'undici'
-import { FST_WS_PROXY_BAD_PATH, FST_WS_PROXY_UPGRADE_WITH_BODY } from './errors.js'
+import { FST_WS_PROXY_BAD_PATH, FST_WS_PROXY_BODY_TOO_LARGE, FST_WS_PROXY_UPGRADE_WITH_BODY } from './errors.js'
 import { buildRequestHeaders, connectionIntent } from './headers/request-headers.js'
 import type { ResponseHeaderPlan } from './headers/response-headers.js'
 import type { RewriteRule } from './headers/rules.js'
+import { RequestBody, type UploadSet } from './http/body.js'
 import { ProxyExchange, type ExchangeRoute } from './http/forward.js'
+import { RouteStats } from './telemetry/stats.js'
+import { RouteTunnels, type TunnelLimits } from './upgrade/limits.js'
 import { VarContext } from './vars/context.js'
 import type { ResolvedRoute } from './options/resolve.js'
 import type { UpstreamPools } from './upstream/pools.js'
@@ -23,24 +26,47 @@ export class RouteProxy implements ExchangeRoute {
   readonly route: ResolvedRoute
   /** The full matched prefix: Fastify's register prefix followed by the route's. */
   readonly fullPrefix: string
+  readonly label: string
   readonly pool: Pool
   readonly tunnels: TunnelSet
+  readonly limits: TunnelLimits
+  readonly uploads: UploadSet
+  readonly tunnelCount: RouteTunnels
+  readonly stats: RouteStats
   readonly origin: string
   readonly connectTimeout: number
   readonly readTimeout: number
+  readonly sendTimeout: number
+  readonly idleTimeout: number
+  readonly maxTunnelLifetime: number
+  readonly pingInterval: number
+  readonly pingTimeout: number
+  readonly bodyLimit: number
   readonly response: ResponseHeaderPlan
   // For VarContext: `$proxy_host`, `$upstream_addr`.
   readonly proxyHost: string
   readonly upstreamAddr: string
 
-  constructor (route: ResolvedRoute, fullPrefix: string, pools: UpstreamPools, tunnels: TunnelSet) {
+  constructor (route: ResolvedRoute, fullPrefix: string, runtime: ProxyRuntime, tunnelCount: RouteTunnels) {
     this.route = route
     this.fullPrefix = fullPrefix
-    this.pool = pools.get(route.origin, route.connectTimeout, route.socketPath)
-    this.tunnels = tunnels
+    this.label = fullPrefix
+    this.pool = runtime.pools.get(route.origin, route.connectTimeout, route.socketPath, route.responseHeadLimit)
+    this.tunnels = runtime.tunnels
+    this.limits = runtime.limits
+    this.uploads = runtime.uploads
+    this.tunnelCount = tunnelCount
     this.origin = route.socketPath === null ? route.origin : `unix:${route.socketPath}`
+    this.stats = new RouteStats(fullPrefix, this.origin)
+    runtime.stats.push(this.stats)
     this.connectTimeout = route.connectTimeout
     this.readTimeout = route.readTimeout
+    this.sendTimeout = route.sendTimeout
+    this.idleTimeout = route.idleTimeout
+    this.maxTunnelLifetime = route.maxTunnelLifetime
+    this.pingInterval = route.pingInterval
+    this.pingTimeout = route.pingTimeout
+    this.bodyLimit = route.bodyLimit
     this.proxyHost = route.proxyHost
     this.upstreamAddr = route.upstreamAddr
     const rules = route.responseRules
@@ -77,15 +103,22 @@ export class RouteProxy implements ExchangeRoute {
     const url = req.url as string
     const query = url.indexOf('?')
     if (DOT_SEGMENT.test(query === -1 ? url : url.slice(0, query))) {
-      reply.send(new FST_WS_PROXY_BAD_PATH())
+      this.refuse(reply, new FST_WS_PROXY_BAD_PATH())
       return
     }
     // `req.upgrade` is only true for requests Node handed to the 'upgrade' event: their socket has left
     // Node's HTTP parser, so any body would never be read; what followed the head travels in the tunnel.
     const upgrading = (req as { upgrade?: boolean }).upgrade === true
-    if (upgrading && hasBody(req)) {
+    const withBody = hasBody(req)
+    if (upgrading && withBody) {
       // Its body sits unparsed (maybe chunked) on the socket: refused rather than sent upstream without it.
-      reply.send(new FST_WS_PROXY_UPGRADE_WITH_BODY())
+      this.refuse(reply, new FST_WS_PROXY_UPGRADE_WITH_BODY())
+      return
+    }
+    if (withBody && this.bodyLimit > 0 && Number(req.headers['content-length'] ?? 0) > this.bodyLimit) {
+      // Refused before anything goes upstream; Node reads and drops the body, then closes the connection.
+      reply.header('connection', 'close')
+      this.refuse(reply, new FST_WS_PROXY_BODY_TOO_LARGE(this.bodyLimit))
       return
     }
     // @fastify/websocket, when it routed this upgrade, destroys the socket after the response unless told
@@ -97,7 +130,7 @@ export class RouteProxy implements ExchangeRoute {
       path: this.upstreamPath(url),
       method: req.method as Dispatcher.HttpMethod,
       headers: null,
-      body: upgrading || !hasBody(req) ? null : req,
+      body: null,
       upgrade: null,
       headersTimeout: this.readTimeout,
       bodyTimeout: this.readTimeout
@@ -108,10 +141,34 @@ export class RouteProxy implements ExchangeRoute {
     } catch (err) {
       // A template turned client input into bytes that could split the head: nothing goes upstream.
       request.log.warn({ err }, 'request refused: a header value would not be a valid HTTP field')
-      reply.send(err)
+      this.refuse(reply, err as Error)
       return
     }
-    this.pool.dispatch(options, new ProxyExchange(this, request, reply, vars))
+    const exchange = new ProxyExchange(this, request, reply, vars)
+    if (options.upgrade !== null && options.upgrade !== undefined) {
+      const refusal = this.limits.acquire(this.tunnelCount, request.ip)
+      if (refusal !== null) {
+        exchange.finished = true
+        this.stats.rejected[refusal.limit]++
+        request.log.warn({ err: refusal.error, client: request.ip }, 'upgrade refused: tunnel limit reached')
+        reply.header('retry-after', String(this.limits.retryAfter))
+        this.refuse(reply, refusal.error)
+        return
+      }
+      exchange.slotHolder = request.ip
+    } else if (withBody && !upgrading) {
+      const body = new RequestBody(req, exchange, this.bodyLimit, this.sendTimeout)
+      exchange.body = body
+      options.body = body
+      this.uploads.add(body)
+    }
+    this.pool.dispatch(options, exchange)
+  }
+
+  /** Answers a request the proxy refuses itself, counted with the route's answers. */
+  refuse (reply: FastifyReply, err: Error): void {
+    this.stats.answered((err as { statusCode?: number }).statusCode ?? 500)
+    reply.send(err)
   }
 }
 
@@ -139,7 +196,17 @@ function keepProxyHandlers (routeOptions: { handler: unknown, config?: unknown }
 }
 
 /** Registers the routes of one plugin registration; returns the paths whose upgrades it claims. */
-export function registerRoutes (instance: FastifyInstance, routes: readonly ResolvedRoute[], pools: UpstreamPools, tunnels: TunnelSet): UpgradeClaim[] {
+/** The parts of one plugin registration its route proxies share. */
+export interface ProxyRuntime {
+  readonly pools: UpstreamPools
+  readonly tunnels: TunnelSet
+  readonly limits: TunnelLimits
+  readonly uploads: UploadSet
+  /** Every route proxy's counters, for metrics. */
+  readonly stats: RouteStats[]
+}
+
+export function registerRoutes (instance: FastifyInstance, routes: readonly ResolvedRoute[], runtime: ProxyRuntime): UpgradeClaim[] {
   const base = instancePrefix(instance)
   const supported = new Set(instance.supportedMethods)
   const claimed: UpgradeClaim[] = []
@@ -152,8 +219,10 @@ export function registerRoutes (instance: FastifyInstance, routes: readonly Reso
         supported.add(method)
       }
     }
-    const proxy = new RouteProxy(route, base + route.prefix, pools, tunnels)
-    const upgrades = route.upgradeRoute === null ? proxy : new RouteProxy(route.upgradeRoute, proxy.fullPrefix, pools, tunnels)
+    // The route's tunnel cap covers its upgrades wherever they go.
+    const tunnelCount = new RouteTunnels(route.tunnelLimit)
+    const proxy = new RouteProxy(route, base + route.prefix, runtime, tunnelCount)
+    const upgrades = route.upgradeRoute === null ? proxy : new RouteProxy(route.upgradeRoute, proxy.fullPrefix, runtime, tunnelCount)
     const handler = (request: FastifyRequest, reply: FastifyReply): void => {
       // Only requests Node handed over as upgrades go to `upgradeUpstream`.
       ((request.raw as { upgrade?: boolean }).upgrade === true ? upgrades : proxy).handle(request, reply)

@@ -15,7 +15,11 @@ const documented: Record<keyof typeof errors, { status: number, base: ErrorConst
   FST_WS_PROXY_TUNNEL_READ_TIMEOUT: { status: 504, base: Error },
   FST_WS_PROXY_BAD_PATH: { status: 400, base: Error },
   FST_WS_PROXY_BAD_HEADER_VALUE: { status: 400, base: Error },
-  FST_WS_PROXY_UPGRADE_WITH_BODY: { status: 501, base: Error }
+  FST_WS_PROXY_UPGRADE_WITH_BODY: { status: 501, base: Error },
+  FST_WS_PROXY_TUNNEL_TIMEOUT: { status: 504, base: Error },
+  FST_WS_PROXY_SEND_TIMEOUT: { status: 504, base: Error },
+  FST_WS_PROXY_TOO_MANY_TUNNELS: { status: 503, base: Error },
+  FST_WS_PROXY_BODY_TOO_LARGE: { status: 413, base: Error }
 }
 
 t.test('every export is a documented error', async (t) => {

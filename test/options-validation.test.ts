@@ -51,7 +51,7 @@ const invalid: Invalid[] = [
   // Hooks from @fastify/http-proxy or reply-from are functions: named as unknown options, not a cloning failure.
   { name: 'a hook carried over from another proxy plugin', options: { upstream: 'http://x', rewriteRequestHeaders: HOOK }, path: 'rewriteRequestHeaders', reason: /^unexpected property$/ },
   { name: 'a hook inside a route', options: { routes: [{ prefix: '/a/', upstream: 'http://x', onResponse: HOOK }] }, path: 'routes/0/onResponse', reason: /^unexpected property$/ },
-  { name: 'an unknown key holding a bigint', options: { upstream: 'http://x', limits: { body: 1n } }, path: 'limits', reason: /^unexpected property$/ },
+  { name: 'an unknown key holding a bigint', options: { upstream: 'http://x', quota: { body: 1n } }, path: 'quota', reason: /^unexpected property$/ },
   { name: 'a long value is cut', options: { upstream: 'http://x', proxyPass: `http://${'a'.repeat(200)}` }, path: 'proxyPass', reason: /^unexpected property, got "http:\/\/a{69}\.\.\.$/ }
 ]
 

@@ -29,7 +29,7 @@ const invalid: Array<[string, unknown, RegExp]> = [
   ['rewritePrefix without a leading slash', { upstream: 'http://x', rewritePrefix: 'c/' }, /option rewritePrefix: expected string to match/],
   ['unknown top-level key', { upstream: 'http://x', proxyPass: 'http://y' }, /option proxyPass: unexpected property/],
   ['unknown route key', { routes: [{ prefix: '/a/', upstream: 'http://x', websocket: true }] }, /option routes\/0\/websocket: unexpected property/],
-  ['unknown timeouts key', { upstream: 'http://x', timeouts: { send: 1 } }, /option timeouts\/send: unexpected property/],
+  ['unknown timeouts key', { upstream: 'http://x', timeouts: { write: 1 } }, /option timeouts\/write: unexpected property/],
   ['unknown pool key', { upstream: 'http://x', pool: { pipelining: 10 } }, /option pool\/pipelining: unexpected property/],
   ['negative timeout', { upstream: 'http://x', timeouts: { read: -1 } }, /option timeouts\/read: expected integer to be greater or equal to 1, got -1/],
   ['zero timeout', { routes: [{ prefix: '/a/', upstream: 'http://x', timeouts: { connect: 0 } }] }, /option routes\/0\/timeouts\/connect: expected integer to be greater or equal to 1/],

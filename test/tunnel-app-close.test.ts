@@ -1,6 +1,6 @@
 // app.close() with live tunnels and pooled keep-alive connections: tunnels would keep server.close() waiting
-// forever, so they are destroyed first (preClose); the pools are closed after. Everything must end promptly and
-// leave no socket or timer behind.
+// forever, so they are closed first (preClose: a Close 1001 to WebSocket peers, a half-close for other tunnels);
+// the pools are closed after. Everything must end promptly and leave no socket or timer behind.
 import t from 'tap'
 import type { Socket } from 'node:net'
 import { gateway, httpUpstream, origin, waitFor, wsUpstream } from './helpers/servers.js'
@@ -52,7 +52,7 @@ t.test('app.close() with live tunnels and pooled sockets resolves promptly and l
   await waitFor(() => app.wsProxy.tunnels === 0, 1000, 'the destroyed tunnels to report closed')
 
   const codes = await Promise.all(wsCloses)
-  t.same(codes.map((c) => c.code), [1006, 1006, 1006], 'every WebSocket client saw its connection end')
+  t.same(codes.map((c) => c.code), [1001, 1001, 1001], 'every WebSocket client got a Close 1001 "going away"')
   await rawTunnel.close()
   t.pass('the raw tunnel client saw its connection close')
   await Promise.all(upstreamSockets.map(async (socket) => closed(socket, 2000, 'an upstream socket to close')))

@@ -3,21 +3,22 @@ import type { Duplex } from 'node:stream'
 import type { Socket } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Dispatcher } from 'undici'
-import { FST_WS_PROXY_BAD_RESPONSE, FST_WS_PROXY_RESPONSE_ABORTED } from '../errors.js'
+import { FST_WS_PROXY_BAD_RESPONSE, FST_WS_PROXY_BODY_TOO_LARGE, FST_WS_PROXY_RESPONSE_ABORTED, FST_WS_PROXY_SEND_TIMEOUT } from '../errors.js'
 import { buildResponseHeaders, type ResponseHeaderPlan } from '../headers/response-headers.js'
 import { kExchange } from '../symbols.js'
 import { takeOverClientSocket } from '../upgrade/listener.js'
 import { Tunnel } from '../upgrade/tunnel.js'
-import type { TunnelSet } from '../upgrade/tunnels.js'
+import type { TunnelLimits } from '../upgrade/limits.js'
+import type { TunnelSet, TunnelSetRoute } from '../upgrade/tunnels.js'
 import type { VarContext } from '../vars/context.js'
+import type { BodyOwner, RequestBody } from './body.js'
 import { upstreamError } from './error-map.js'
 
 /** What an exchange needs from its route; one object per route, shared by all its requests. */
-export interface ExchangeRoute {
-  readonly origin: string
+export interface ExchangeRoute extends TunnelSetRoute {
   readonly connectTimeout: number
-  readonly readTimeout: number
   readonly tunnels: TunnelSet
+  readonly limits: TunnelLimits
   readonly response: ResponseHeaderPlan
 }
 
@@ -34,7 +35,7 @@ interface ExchangeResponse extends ServerResponse {
  * handler and logger see it. From the head on the reply is hijacked and written straight to `res`;
  * a failure after that aborts the client connection instead of passing off a truncated body as complete.
  */
-export class ProxyExchange implements Dispatcher.DispatchHandler {
+export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
   readonly route: ExchangeRoute
   readonly request: FastifyRequest
   readonly reply: FastifyReply
@@ -45,6 +46,12 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
   headSent = false
   /** True once the exchange has ended in any way; later events from either side are ignored. */
   finished = false
+  /** The request body relayed to undici, when there is one. */
+  body: RequestBody | null = null
+  /** The client address holding a tunnel slot (an upgrade until its 101 or its failure), else null. */
+  slotHolder: string | null = null
+  /** performance.now() at dispatch, for the response-head latency. */
+  readonly startedAt = performance.now()
 
   constructor (route: ExchangeRoute, request: FastifyRequest, reply: FastifyReply, vars: VarContext | null) {
     this.route = route
@@ -67,6 +74,8 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
     // Interim 1xx answers (103 Early Hints, ...) are not relayed; the final answer follows.
     if (statusCode < 200) return true
     const res = this.res
+    const stats = this.route.stats
+    stats.head((performance.now() - this.startedAt) / 1000)
     // RFC 9110 §15.5.22: a 426 must say which protocol to upgrade to, so its Upgrade header is kept.
     const headers = this.responseHeaders(statusCode, rawHeaders, statusCode === 426)
     const refused = headers instanceof Error ? headers : this.writeHead(statusCode, statusText, headers)
@@ -76,6 +85,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
     }
     this.reply.hijack()
     this.headSent = true
+    stats.answered(statusCode)
     res.on('drain', resume)
     return true
   }
@@ -86,6 +96,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
 
   onComplete (): void {
     this.finished = true
+    this.releaseSlot()
     this.res.end()
   }
 
@@ -100,11 +111,14 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
     const raw = rawHeaders as Buffer[]
     /* c8 ignore next 4: undici delivers no 101 after an abort; should one come, the socket is not leaked */
     if (this.finished) {
+      this.releaseSlot()
       socket.destroy()
       return
     }
     const res = this.res
     const client = this.request.raw.socket
+    const route = this.route
+    route.stats.head((performance.now() - this.startedAt) / 1000)
     // RFC 9110 §7.8: the 101 names the protocol switched to (the upstream's Upgrade, kept); Connection is ours.
     const headers = this.responseHeaders(statusCode, raw, true)
     if (headers instanceof Error) {
@@ -123,11 +137,34 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
     // end() writes the head synchronously to the socket; the tunnel's bytes follow it in order.
     this.finished = true
     res.end()
-    const route = this.route
-    const tunnel = new Tunnel(client, socket, route.origin, route.readTimeout, this.request.log, route.tunnels)
-    route.tunnels.add(tunnel)
+    route.stats.answered(101)
+    // The tunnel holds the slot from here on; the set gives it back when the tunnel closes.
+    this.slotHolder = null
+    const tunnel = new Tunnel(client, socket, route, this.request.ip, upgradeProtocol(raw), this.request.log, route.tunnels)
     tunnel.start(takeOverClientSocket(client))
+    route.tunnels.add(tunnel)
     this.request.log.debug({ upstream: route.origin }, 'tunnel opened')
+  }
+
+  releaseSlot (): void {
+    if (this.slotHolder === null) return
+    this.route.limits.release(this.route.tunnelCount, this.slotHolder)
+    this.slotHolder = null
+  }
+
+  bodyTooLarge (limit: number): void {
+    this.giveUp(new FST_WS_PROXY_BODY_TOO_LARGE(limit))
+  }
+
+  sendStalled (after: number): void {
+    this.giveUp(new FST_WS_PROXY_SEND_TIMEOUT(this.route.origin, after))
+  }
+
+  /** The proxy ends the exchange itself: through undici when it has the request (its onError follows), else now. */
+  giveUp (err: Error): void {
+    if (this.finished) return
+    if (this.abortUpstream !== null) this.abortUpstream(err)
+    else this.fail(err)
   }
 
   /** The client's response headers, or the error (already answered to the client) when a template's value was refused. */
@@ -169,12 +206,20 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
 
   fail (err: Error): void {
     this.finished = true
+    this.releaseSlot()
     const route = this.route
     if (!this.headSent) {
-      this.reply.send(upstreamError(err, route.origin, route.connectTimeout, route.readTimeout))
+      const answer = upstreamError(err, route.origin, route.connectTimeout, route.readTimeout)
+      route.stats.upstreamError(answer)
+      route.stats.answered((answer as { statusCode?: number }).statusCode ?? 500)
+      // The client is still sending its body: it is read and dropped (see RequestBody), and the connection closed after the answer.
+      if (this.body !== null && !this.request.raw.complete) this.reply.header('connection', 'close')
+      this.reply.send(answer)
       return
     }
-    this.request.log.warn({ err: new FST_WS_PROXY_RESPONSE_ABORTED(route.origin, err.message, { cause: err }) }, 'upstream response aborted')
+    const aborted = new FST_WS_PROXY_RESPONSE_ABORTED(route.origin, err.message, { cause: err })
+    route.stats.upstreamError(aborted)
+    this.request.log.warn({ err: aborted }, 'upstream response aborted')
     this.res.destroy()
   }
 }
@@ -185,5 +230,15 @@ function resOnClose (this: ExchangeResponse): void {
   this[kExchange] = undefined
   if (exchange.finished) return
   exchange.finished = true
+  exchange.releaseSlot()
   exchange.abortUpstream?.()
+}
+
+/** The protocol a 101 switched to (its `Upgrade` header), for logs and events. */
+function upgradeProtocol (raw: Buffer[]): string {
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i].length === 7 && raw[i].toString('latin1').toLowerCase() === 'upgrade') return raw[i + 1].toString('latin1')
+  }
+  /* c8 ignore next: undici refuses a 101 without Upgrade before it gets here */
+  return ''
 }

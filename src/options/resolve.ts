@@ -4,7 +4,8 @@ import { FST_WS_PROXY_INVALID_OPTION } from '../errors.js'
 import { compileRequestRules, compileResponseRules, compileRewriteRule, compileRewriteRules, type RequestHeaderRules, type ResponseRules, type RewriteRule } from '../headers/rules.js'
 import type { LookupScope } from '../vars/builtins.js'
 import { MapRegistry } from '../vars/maps.js'
-import { PluginOptionsSchema, PROXIED_METHODS, type PoolOptions, type RouteOptions, type TimeoutOptions, type WsProxyOptions } from './schema.js'
+import type { TunnelLogLevel } from '../telemetry/events.js'
+import { PluginOptionsSchema, PROXIED_METHODS, type LimitOptions, type MetricsRegistry, type PoolOptions, type RouteOptions, type TimeoutOptions, type WsProxyOptions } from './schema.js'
 
 // Compiled once when the module loads; `register` only copies, applies defaults and checks.
 const checker = TypeCompiler.Compile(PluginOptionsSchema)
@@ -23,6 +24,16 @@ export interface ResolvedRoute {
   readonly rewrite: string | null
   readonly connectTimeout: number
   readonly readTimeout: number
+  readonly sendTimeout: number
+  /** Tunnel timers; 0 when off. */
+  readonly idleTimeout: number
+  readonly maxTunnelLifetime: number
+  readonly pingInterval: number
+  readonly pingTimeout: number
+  /** Most live tunnels on the route (0: no limit), request body bytes (0: no limit), upstream response head bytes. */
+  readonly tunnelLimit: number
+  readonly bodyLimit: number
+  readonly responseHeadLimit: number
   readonly preserveHost: boolean
   readonly xForwarded: boolean
   readonly upgrade: boolean
@@ -47,6 +58,14 @@ export interface ResolvedOptions {
   readonly routes: readonly ResolvedRoute[]
   readonly connections: number
   readonly keepAliveTimeout: number
+  /** Tunnel caps over the registration (0: none) and the `Retry-After` of their 503. */
+  readonly tunnelLimit: number
+  readonly tunnelsPerClient: number
+  readonly retryAfter: number
+  readonly closeGracePeriod: number
+  readonly tunnelLogLevel: TunnelLogLevel
+  /** The prom-client export, or null when `metrics` is not set. */
+  readonly metrics: { registry: MetricsRegistry | null, path: string | null, prefix: string } | null
 }
 
 function optionError (path: string, reason: string): Error {
@@ -63,6 +82,14 @@ export function resolveOptions (options: unknown): ResolvedOptions {
     fail('', 'expected an object')
   }
   const own = stripFastifyKeys(options as Record<string, unknown>)
+  // A prom-client Registry is an object to keep, not data to check or copy: it is set aside and put back.
+  const metrics = own.metrics as Record<string, unknown> | undefined
+  let registry: MetricsRegistry | null = null
+  if (metrics !== null && typeof metrics === 'object' && metrics.registry !== undefined) {
+    registry = checkRegistry(metrics.registry)
+    own.metrics = { ...metrics, registry: undefined }
+    delete (own.metrics as Record<string, unknown>).registry
+  }
   // Checked before the copy: Value.Clone throws its own uncoded error on a function or a bigint (say a hook from
   // another proxy plugin's options), which the check reports as the bad option it is. Defaults are valid, so
   // checking before they are applied accepts and rejects the same options.
@@ -70,7 +97,15 @@ export function resolveOptions (options: unknown): ResolvedOptions {
   if (first !== undefined) throw invalidOption(first)
   const copy = Value.Clone(own)
   Value.Default(PluginOptionsSchema, copy)
-  return buildResolved(copy as WsProxyOptions)
+  return buildResolved(copy as WsProxyOptions, registry)
+}
+
+function checkRegistry (registry: unknown): MetricsRegistry {
+  const candidate = registry as Partial<MetricsRegistry> | null
+  if (typeof candidate?.registerMetric !== 'function' || typeof candidate.getSingleMetric !== 'function') {
+    fail('metrics/registry', 'expected a prom-client Registry')
+  }
+  return registry as MetricsRegistry
 }
 
 // Fastify hands its own register options to the plugin too; `prefix` is in the schema, these two are not ours.
@@ -108,7 +143,7 @@ function show (value: unknown): string | undefined {
   }
 }
 
-function buildResolved (options: WsProxyOptions): ResolvedOptions {
+function buildResolved (options: WsProxyOptions, registry: MetricsRegistry | null): ResolvedOptions {
   const plugin = options as Defaulted
   let routes: RouteOptions[]
   let base: string
@@ -135,17 +170,27 @@ function buildResolved (options: WsProxyOptions): ResolvedOptions {
     return resolveRoute(route, at, plugin, maps)
   })
 
+  const metrics = options.metrics
   return Object.freeze({
     routes: Object.freeze(resolved),
     connections: plugin.pool.connections,
-    keepAliveTimeout: plugin.pool.keepAliveTimeout
+    keepAliveTimeout: plugin.pool.keepAliveTimeout,
+    tunnelLimit: plugin.limits.tunnels ?? 0,
+    tunnelsPerClient: plugin.limits.tunnelsPerClient ?? 0,
+    retryAfter: plugin.limits.retryAfter,
+    closeGracePeriod: plugin.closeGracePeriod,
+    tunnelLogLevel: plugin.tunnelLogLevel,
+    metrics: metrics === undefined ? null : { registry, path: metrics.path ?? null, prefix: metrics.prefix ?? 'fastify_ws_proxy_' }
   })
 }
 
 /** The plugin level after `Value.Default`: the schema's defaults fill every inheritable setting but `methods`. */
 type Defaulted = WsProxyOptions & {
-  timeouts: Required<TimeoutOptions>
+  timeouts: Required<Pick<TimeoutOptions, 'connect' | 'read' | 'send'>> & TimeoutOptions
   pool: Required<PoolOptions>
+  limits: LimitOptions & { retryAfter: number, responseHead: number }
+  closeGracePeriod: number
+  tunnelLogLevel: TunnelLogLevel
   preserveHost: boolean
   xForwarded: boolean
   upgrade: boolean
@@ -157,6 +202,7 @@ function resolveRoute (route: RouteOptions, at: string, plugin: Defaulted, maps:
     fail(`${at}rewritePrefix`, 'the upstream URL already has a path, which replaces the prefix (nginx proxy_pass URI); give one or the other')
   }
   const rules = resolveHeaderRules(route, at, plugin, maps)
+  const ping = route.ping ?? plugin.ping
   const resolved: ResolvedRoute = {
     prefix: route.prefix,
     origin,
@@ -165,6 +211,14 @@ function resolveRoute (route: RouteOptions, at: string, plugin: Defaulted, maps:
     rewrite: route.rewritePrefix ?? path,
     connectTimeout: route.timeouts?.connect ?? plugin.timeouts.connect,
     readTimeout: route.timeouts?.read ?? plugin.timeouts.read,
+    sendTimeout: route.timeouts?.send ?? plugin.timeouts.send,
+    idleTimeout: route.timeouts?.idle ?? plugin.timeouts.idle ?? 0,
+    maxTunnelLifetime: route.timeouts?.maxTunnelLifetime ?? plugin.timeouts.maxTunnelLifetime ?? 0,
+    pingInterval: ping?.interval ?? 0,
+    pingTimeout: ping?.timeout ?? 0,
+    tunnelLimit: route.limits?.tunnels ?? 0,
+    bodyLimit: route.limits?.body ?? plugin.limits.body ?? 0,
+    responseHeadLimit: route.limits?.responseHead ?? plugin.limits.responseHead,
     preserveHost: route.preserveHost ?? plugin.preserveHost,
     xForwarded: route.xForwarded ?? plugin.xForwarded,
     upgrade: route.upgrade ?? plugin.upgrade,

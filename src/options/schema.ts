@@ -1,3 +1,4 @@
+import { TUNNEL_LOG_LEVELS } from '../telemetry/events.js'
 import { Type, type Static, type TObject, type TOptional, type TInteger, type TArray, type TUnion, type TLiteral } from '@sinclair/typebox'
 
 // The schema is the single source of the options: TS types are derived from it, `register` and the CLI
@@ -15,6 +16,10 @@ export const PROXIED_METHODS = ['ACL', 'BIND', 'CHECKOUT', 'COPY', 'DELETE', 'GE
 export const DEFAULTS = Object.freeze({
   connectTimeout: 60_000,
   readTimeout: 60_000,
+  sendTimeout: 60_000,
+  closeGracePeriod: 5_000,
+  retryAfter: 5,
+  responseHead: 16_384,
   preserveHost: false,
   xForwarded: true,
   upgrade: true,
@@ -28,7 +33,13 @@ const ms = (description: string, fallback: number | undefined) =>
 const bool = (description: string, fallback: boolean | undefined) =>
   Type.Optional(Type.Boolean({ description, ...(fallback === undefined ? {} : { default: fallback }) }))
 
-type TTimeouts = TObject<{ connect: TOptional<TInteger>, read: TOptional<TInteger> }>
+type TTimeouts = TObject<{
+  connect: TOptional<TInteger>
+  read: TOptional<TInteger>
+  send: TOptional<TInteger>
+  idle: TOptional<TInteger>
+  maxTunnelLifetime: TOptional<TInteger>
+}>
 type TMethods = TOptional<TArray<TUnion<Array<TLiteral<typeof PROXIED_METHODS[number]>>>>>
 
 function timeoutsSchema (withDefaults: boolean): TOptional<TTimeouts> {
@@ -37,7 +48,14 @@ function timeoutsSchema (withDefaults: boolean): TOptional<TTimeouts> {
       withDefaults ? DEFAULTS.connectTimeout : undefined),
     read: ms('nginx `proxy_read_timeout`: milliseconds the upstream may stay silent between two successive reads, ' +
       'response head included (504 before the head, abort after it). On a tunnel: closed when the upstream sends nothing for this long. Default 60000.',
-    withDefaults ? DEFAULTS.readTimeout : undefined)
+    withDefaults ? DEFAULTS.readTimeout : undefined),
+    send: ms('nginx `proxy_send_timeout`: milliseconds the upstream may take none of the bytes waiting for it (request body, ' +
+      'or tunnel bytes from the client) before the request gets a 504 (aborted after the head) or the tunnel is closed. Default 60000.',
+    withDefaults ? DEFAULTS.sendTimeout : undefined),
+    idle: ms('Tunnels only (no nginx counterpart): closed when nothing moves either way for this long. ' +
+      'Unlike `read`, a chatty client keeps a tunnel with a silent upstream alive. Default: off.', undefined),
+    maxTunnelLifetime: ms('Tunnels only: closed (with Close 1001 frames for WebSocket) after this long whatever the traffic, ' +
+      'e.g. to rotate long-lived connections across upstreams. Default: off.', undefined)
   }, { additionalProperties: false, description: 'Timeouts in milliseconds.', ...(withDefaults ? { default: {} } : {}) }))
 }
 
@@ -48,6 +66,37 @@ function methodsSchema (): TMethods {
     description: 'HTTP methods proxied on the route. Default: every method Node parses except CONNECT.'
   }))
 }
+
+const bytes = (description: string, fallback?: number) =>
+  Type.Optional(Type.Integer({ minimum: 1, description, ...(fallback === undefined ? {} : { default: fallback }) }))
+const count = (description: string) => Type.Optional(Type.Integer({ minimum: 1, description }))
+
+export const PingSchema = Type.Object({
+  interval: Type.Integer({ minimum: 1, maximum: 2_147_483_647, description: 'Milliseconds between two pings to the client.' }),
+  timeout: Type.Integer({ minimum: 1, maximum: 2_147_483_647, description: 'Milliseconds the client has to answer a ping with its pong before the tunnel is closed.' })
+}, {
+  additionalProperties: false,
+  description: 'Proxy keep-alive on WebSocket tunnels: the proxy pings the client and closes the tunnel (Close 1001 to the upstream) ' +
+    'when the pong does not come in time. The pongs are consumed, never reach the upstream. Default: off.'
+})
+
+const BODY_LIMIT = 'nginx `client_max_body_size`: most request body bytes, by `Content-Length` or counted as the body streams ' +
+  '(never buffered); beyond it the client gets 413 and the connection is closed. Default: no limit.'
+const RESPONSE_HEAD_LIMIT = 'Most bytes of an upstream response head (status line and headers); a larger one is a 502. Default 16384.'
+
+export const RouteLimitsSchema = Type.Object({
+  tunnels: count('Most live tunnels on this route (handshakes in flight included); beyond it upgrades get 503 with `Retry-After`. Default: no limit.'),
+  body: bytes(BODY_LIMIT),
+  responseHead: bytes(RESPONSE_HEAD_LIMIT)
+}, { additionalProperties: false, description: 'Limits of this route (`body` and `responseHead` override the plugin\'s).' })
+
+export const PluginLimitsSchema = Type.Object({
+  tunnels: count('Most live tunnels over all routes of this registration; beyond it upgrades get 503 with `Retry-After`. Default: no limit.'),
+  tunnelsPerClient: count('Most live tunnels per client address (`request.ip`, so Fastify\'s `trustProxy` applies). Default: no limit.'),
+  retryAfter: Type.Optional(Type.Integer({ minimum: 0, default: DEFAULTS.retryAfter, description: 'Seconds in the `Retry-After` of a 503 for a tunnel limit. Default 5.' })),
+  body: bytes(BODY_LIMIT),
+  responseHead: bytes(RESPONSE_HEAD_LIMIT, DEFAULTS.responseHead)
+}, { additionalProperties: false, default: {}, description: 'Limits. Client request heads are limited by Node\'s server options (see "Limits").' })
 
 const headerName = Type.String({ minLength: 1 })
 const templates = (description: string) => Type.Optional(Type.Record(Type.String(), Type.String(), { description }))
@@ -91,7 +140,8 @@ function inheritable (withDefaults: boolean) {
       withDefaults ? DEFAULTS.xForwarded : undefined),
     upgrade: bool('Proxy requests carrying `Upgrade` (WebSocket and any other protocol) and tunnel the connection after a 101. ' +
       'When false they are proxied as plain requests without their Upgrade intent. Default true.', withDefaults ? DEFAULTS.upgrade : undefined),
-    methods: methodsSchema()
+    methods: methodsSchema(),
+    ping: Type.Optional(PingSchema)
   }
 }
 
@@ -122,6 +172,7 @@ export const RouteSchema = Type.Object({
   upstream,
   upgradeUpstream: Type.Optional(upgradeUpstream),
   rewritePrefix: Type.Optional(rewritePrefix(ROUTE_REWRITE)),
+  limits: Type.Optional(RouteLimitsSchema),
   ...inheritable(false)
 }, { additionalProperties: false, description: 'One proxied location.' })
 
@@ -147,6 +198,21 @@ export const MapSchema = Type.Object({
   default: Type.Optional(Type.String({ description: 'Value template when no key matches. Default `""`.' }))
 }, { additionalProperties: false, description: 'One map (nginx `map SOURCE $name { ... }`).' })
 
+/** What the plugin needs of a prom-client `Registry` (any prom-client version from 13 on has it). */
+export interface MetricsRegistry {
+  registerMetric: (metric: never) => void
+  getSingleMetric: (name: string) => unknown
+}
+
+export const MetricsSchema = Type.Object({
+  // Checked by hand (resolve.ts): an object to keep, not data. Typed as what the plugin uses of it.
+  registry: Type.Optional(Type.Unsafe<MetricsRegistry>(Type.Any({
+    description: 'The prom-client `Registry` to register on. Default: prom-client\'s global `register` (not in a JSON config).'
+  }))),
+  path: Type.Optional(Type.String({ pattern: '^/', description: 'Serve the registry in Prometheus text format at this path (e.g. `/metrics`). Default: no route.' })),
+  prefix: Type.Optional(Type.String({ pattern: '^[a-zA-Z_:][a-zA-Z0-9_:]*$', default: 'fastify_ws_proxy_', description: 'Metric name prefix. Default `fastify_ws_proxy_`.' }))
+}, { additionalProperties: false, description: 'Export metrics through prom-client (tunnels, bytes, requests, upstream errors, head latency).' })
+
 export const PluginOptionsSchema = Type.Object({
   routes: Type.Optional(Type.Array(RouteSchema, { minItems: 1, description: 'The proxied locations. Use this, or the single-route shorthand `upstream` (+ `rewritePrefix`).' })),
   upstream: Type.Optional(upstream),
@@ -158,6 +224,19 @@ export const PluginOptionsSchema = Type.Object({
   maps: Type.Optional(Type.Record(Type.String(), MapSchema, {
     description: 'nginx `map`: variable name → { source, cases, default }, usable as `$name` in every template.'
   })),
+  limits: Type.Optional(PluginLimitsSchema),
+  closeGracePeriod: Type.Optional(Type.Integer({
+    minimum: 0,
+    maximum: 2_147_483_647,
+    default: DEFAULTS.closeGracePeriod,
+    description: 'At `app.close()`: milliseconds live tunnels get to close cleanly (WebSocket: Close 1001 to both sides at a frame ' +
+      'boundary; others: half-closed) before they are destroyed. New upgrades get 503 meanwhile. Default 5000.'
+  })),
+  tunnelLogLevel: Type.Optional(Type.Union(TUNNEL_LOG_LEVELS.map((level) => Type.Literal(level)), {
+    default: 'info',
+    description: 'Level of the one line logged per closed tunnel (route, upstream, client, reason, duration, bytes). Default info.'
+  })),
+  metrics: Type.Optional(MetricsSchema),
   ...inheritable(true)
 }, { additionalProperties: false, description: 'Options of `fastify.register(wsProxyPlugin, options)`.' })
 
@@ -177,5 +256,13 @@ export type ResponseHeaderOptions = Static<typeof ResponseHeadersSchema>
 export type RewriteRuleOptions = Static<typeof RewriteRuleSchema>
 /** One user map (nginx `map`). */
 export type MapOptions = Static<typeof MapSchema>
+/** Proxy keep-alive pings on WebSocket tunnels. */
+export type PingOptions = Static<typeof PingSchema>
+/** Limits of one route. */
+export type RouteLimitOptions = Static<typeof RouteLimitsSchema>
+/** Limits of a plugin registration. */
+export type LimitOptions = Static<typeof PluginLimitsSchema>
+/** Metrics export. */
+export type MetricsOptions = Static<typeof MetricsSchema>
 /** An HTTP method that can be proxied. */
 export type ProxiedMethod = NonNullable<RouteOptions['methods']>[number]

@@ -1,9 +1,26 @@
 import type { Socket } from 'node:net'
 import type { FastifyBaseLogger } from 'fastify'
-import { kPeer, kTunnel } from '../symbols.js'
+import { kFrames, kPeer, kTunnel } from '../symbols.js'
+import { FrameStream, goingAwayFrame, pingFrame, relayFrames, track, type FrameEvents } from './frames.js'
 
-/** Why a tunnel ended, as logged. */
-export type TunnelCloseReason = 'client-closed' | 'upstream-closed' | 'client-error' | 'upstream-error' | 'read-timeout' | 'shutdown'
+/** Why a tunnel ended, as logged, counted in metrics and given to `tunnelClose` listeners. */
+export type TunnelCloseReason =
+  | 'client-closed' | 'upstream-closed' | 'client-error' | 'upstream-error'
+  | 'read-timeout' | 'send-timeout' | 'idle-timeout' | 'lifetime' | 'ping-timeout' | 'shutdown'
+
+/** A route's tunnel settings, shared by all its tunnels. Times in ms; 0 turns a timer off. */
+export interface TunnelRoute {
+  /** The route's full prefix, naming it in logs, metrics and events. */
+  readonly label: string
+  /** The upstream origin, as logged. */
+  readonly origin: string
+  readonly readTimeout: number
+  readonly sendTimeout: number
+  readonly idleTimeout: number
+  readonly maxTunnelLifetime: number
+  readonly pingInterval: number
+  readonly pingTimeout: number
+}
 
 /** What a tunnel reports to the set that owns it. */
 export interface TunnelOwner {
@@ -13,39 +30,70 @@ export interface TunnelOwner {
 interface TunnelSocket extends Socket {
   [kPeer]: TunnelSocket
   [kTunnel]: Tunnel
+  /** The frames this socket sends (WebSocket tunnels), or null for a blind pipe. */
+  [kFrames]: FrameStream | null
 }
 
+// How long a tunnel closed by a timer may take to flush its close frames and FIN before it is destroyed.
+const EXPIRY_GRACE = 1000
+
 /**
- * A raw byte tunnel between the client socket and the upstream socket after a 101: nothing is parsed.
+ * A byte tunnel between the client socket and the upstream socket after a 101.
  * Listeners are module-level functions that find their peer through symbols on `this` (no closures per tunnel).
  * Backpressure: a socket whose peer's write buffer is full is paused until the peer drains.
  * A FIN on one side is passed on as a FIN to the other; an error on either side destroys both.
+ *
+ * WebSocket tunnels also follow frame boundaries in each direction (headers only, see frames.ts), so that the
+ * proxy can close them cleanly (a Close 1001 to each side at a boundary) and ping the client. Timers are not
+ * per tunnel: a chunk sets a flag, and the set's sweep turns flags into timestamps and enforces the timeouts.
  */
-export class Tunnel {
+export class Tunnel implements FrameEvents {
   readonly client: Socket
   readonly upstream: Socket
-  readonly origin: string
-  readonly readTimeout: number
+  readonly route: TunnelRoute
+  /** The client address (Fastify's `request.ip`, so `trustProxy` applies) and the protocol switched to. */
+  readonly clientAddress: string
+  readonly protocol: string
   readonly log: FastifyBaseLogger
   readonly openedAt: number
-  /** Set on every upstream chunk, cleared by the sweep: the cheapest possible per-chunk bookkeeping. */
+  /** client → upstream and upstream → client frames; both null unless the protocol is WebSocket. */
+  readonly fromClient: FrameStream | null
+  readonly fromUpstream: FrameStream | null
+  /** Set per chunk, turned into `...SilentSince` by the sweep: the cheapest per-chunk bookkeeping there is. */
   upstreamActive = true
-  /** When the sweep first saw the upstream silent. */
-  silentSince = 0
+  clientActive = true
+  upstreamSilentSince: number
+  clientSilentSince: number
+  /** Send timeout: when the upstream's write buffer was first seen stuck, and how much had been flushed then. */
+  sendStuckSince = 0
+  flushed = 0
+  /** Keep-alive: when the last ping went out, and whether its pong is awaited. */
+  pingSentAt: number
+  pingOutstanding = false
+  /** Once closing (shutdown or a timer): the time by which it is destroyed whatever happens. */
+  deadline = 0
   reason: TunnelCloseReason | null = null
   bytesFromClient = 0
   bytesFromUpstream = 0
   #open = 2
   readonly #owner: TunnelOwner
 
-  constructor (client: Socket, upstream: Socket, origin: string, readTimeout: number, log: FastifyBaseLogger, owner: TunnelOwner) {
+  constructor (client: Socket, upstream: Socket, route: TunnelRoute, clientAddress: string, protocol: string,
+    log: FastifyBaseLogger, owner: TunnelOwner) {
     this.client = client
     this.upstream = upstream
-    this.origin = origin
-    this.readTimeout = readTimeout
+    this.route = route
+    this.clientAddress = clientAddress
+    this.protocol = protocol
     this.log = log
     this.#owner = owner
     this.openedAt = Date.now()
+    this.upstreamSilentSince = this.openedAt
+    this.clientSilentSince = this.openedAt
+    this.pingSentAt = this.openedAt
+    const websocket = protocol.toLowerCase() === 'websocket'
+    this.fromClient = websocket ? new FrameStream(true, this) : null
+    this.fromUpstream = websocket ? new FrameStream(false, this) : null
   }
 
   /** Starts moving bytes; `clientHead` holds what the client sent after its request head (written upstream first). */
@@ -56,6 +104,8 @@ export class Tunnel {
     upstream[kPeer] = client
     client[kTunnel] = this
     upstream[kTunnel] = this
+    client[kFrames] = this.fromClient
+    upstream[kFrames] = this.fromUpstream
     // Node's server timeouts (headersTimeout, keepAliveTimeout, Fastify's connectionTimeout) must not reach a tunnel.
     client.setTimeout(0)
     upstream.setTimeout(0)
@@ -72,12 +122,13 @@ export class Tunnel {
       socket.on('error', socketOnError)
       socket.on('close', socketOnClose)
     }
-    if (clientHead.length > 0) {
-      this.bytesFromClient += clientHead.length
-      upstream.write(clientHead)
-    }
+    if (clientHead.length > 0) clientOnData.call(client, clientHead)
     client.resume()
     upstream.resume()
+  }
+
+  get closing (): boolean {
+    return this.deadline !== 0
   }
 
   /** Ends the tunnel now: both sockets are destroyed. The first reason given is the one logged. */
@@ -87,22 +138,85 @@ export class Tunnel {
     this.upstream.destroy()
   }
 
-  socketClosed (): void {
-    if (--this.#open === 0) {
-      this.log.debug({
-        upstream: this.origin,
-        reason: this.reason,
-        durationMs: Date.now() - this.openedAt,
-        bytesFromClient: this.bytesFromClient,
-        bytesFromUpstream: this.bytesFromUpstream
-      }, 'tunnel closed')
-      this.#owner.tunnelClosed(this)
+  /**
+   * Closes the tunnel cleanly, giving it until `deadline` (then the sweep destroys it). A WebSocket tunnel gets a
+   * Close 1001 "going away" toward each side that has not sent its own Close yet, at the next frame boundary
+   * (unmasked to the client, masked to the upstream); each side is then sent a FIN once it has answered with
+   * its Close. Any other tunnel, or one whose frames could not be followed, is half-closed both ways.
+   */
+  goAway (reason: TunnelCloseReason, deadline: number): void {
+    if (this.closing) return
+    this.reason ??= reason
+    this.deadline = deadline
+    const toUpstream = this.fromClient
+    const toClient = this.fromUpstream
+    if (toUpstream === null || toClient === null || toUpstream.lost || toClient.lost) {
+      this.client.end()
+      this.upstream.end()
+      return
     }
+    if (!toClient.sentClose) toClient.inject(goingAwayFrame(false), true, this.client)
+    if (!toUpstream.sentClose) toUpstream.inject(goingAwayFrame(true), true, this.upstream)
+  }
+
+  /**
+   * A timer fired: Close 1001 frames go out where a boundary allows it right now, then both sides get a FIN,
+   * and whatever is still open a second later is destroyed.
+   */
+  expire (reason: TunnelCloseReason, now: number): void {
+    if (this.closing) return
+    this.reason ??= reason
+    this.deadline = now + EXPIRY_GRACE
+    const toUpstream = this.fromClient
+    const toClient = this.fromUpstream
+    if (toClient !== null && !toClient.sentClose && toClient.atBoundary) toClient.inject(goingAwayFrame(false), true, this.client)
+    if (toUpstream !== null && !toUpstream.sentClose && toUpstream.atBoundary) toUpstream.inject(goingAwayFrame(true), true, this.upstream)
+    this.client.end()
+    this.upstream.end()
+  }
+
+  /** Keep-alive: pings the client at the next boundary of the upstream's frames; its pong is consumed. */
+  ping (now: number): void {
+    const toClient = this.fromUpstream
+    const fromClient = this.fromClient
+    if (toClient === null || fromClient === null || toClient.lost || fromClient.lost || this.closing) return
+    const { frame, payload } = pingFrame()
+    fromClient.pongPayload = payload
+    fromClient.refresh()
+    toClient.inject(frame, false, this.client)
+    this.pingSentAt = now
+    this.pingOutstanding = true
+  }
+
+  pongReceived (): void {
+    this.pingOutstanding = false
+  }
+
+  closeAnswered (stream: FrameStream): void {
+    // The side that sent this Close has finished its closing handshake with the proxy: it gets our FIN
+    // (toward the client the proxy is the server, which closes the TCP connection first, RFC 6455 §7.1.1).
+    ;(stream === this.fromClient ? this.client : this.upstream).end()
+  }
+
+  framesLost (stream: FrameStream): void {
+    this.log.debug({ upstream: this.route.origin, from: stream === this.fromClient ? 'client' : 'upstream' },
+      'tunnel bytes are not WebSocket frames: relayed blind from here on')
+    // A close already waiting for a boundary will not find one: fall back to half-closing.
+    if (this.closing) {
+      this.client.end()
+      this.upstream.end()
+    }
+  }
+
+  socketClosed (): void {
+    if (--this.#open === 0) this.#owner.tunnelClosed(this)
   }
 }
 
 function clientOnData (this: TunnelSocket, chunk: Buffer): void {
-  this[kTunnel].bytesFromClient += chunk.length
+  const tunnel = this[kTunnel]
+  tunnel.clientActive = true
+  tunnel.bytesFromClient += chunk.length
   relay(this, chunk)
 }
 
@@ -115,6 +229,14 @@ function upstreamOnData (this: TunnelSocket, chunk: Buffer): void {
 
 function relay (from: TunnelSocket, chunk: Buffer): void {
   const to = from[kPeer]
+  const frames = from[kFrames]
+  if (frames !== null) {
+    if (frames.slow) {
+      if (!relayFrames(frames, chunk, to)) from.pause()
+      return
+    }
+    track(frames, chunk)
+  }
   // A peer that has already ended its writing side cannot take more; what arrives late is dropped.
   if (to.writable && !to.write(chunk)) from.pause()
 }
@@ -130,7 +252,7 @@ function socketOnEnd (this: TunnelSocket): void {
 function socketOnError (this: TunnelSocket, err: Error): void {
   const tunnel = this[kTunnel]
   const fromClient = this === tunnel.client
-  tunnel.log.debug({ err, upstream: tunnel.origin }, fromClient ? 'tunnel client socket error' : 'tunnel upstream socket error')
+  tunnel.log.debug({ err, upstream: tunnel.route.origin }, fromClient ? 'tunnel client socket error' : 'tunnel upstream socket error')
   tunnel.destroy(fromClient ? 'client-error' : 'upstream-error')
 }
 

@@ -1,68 +1,201 @@
-import { FST_WS_PROXY_TUNNEL_READ_TIMEOUT } from '../errors.js'
-import type { Tunnel, TunnelOwner } from './tunnel.js'
+import type { EventEmitter } from 'node:events'
+import { FST_WS_PROXY_TUNNEL_READ_TIMEOUT, FST_WS_PROXY_TUNNEL_TIMEOUT } from '../errors.js'
+import type { Swept } from '../lifecycle/sweeper.js'
+import type { TunnelCloseEvent, TunnelLogLevel, WsProxyEvents } from '../telemetry/events.js'
+import type { RouteStats } from '../telemetry/stats.js'
+import type { RouteTunnels, TunnelLimits } from './limits.js'
+import type { Tunnel, TunnelCloseReason, TunnelOwner, TunnelRoute } from './tunnel.js'
+
+/** A route as the tunnel set needs it: its settings, its counters, its share of the limits. */
+export interface TunnelSetRoute extends TunnelRoute {
+  readonly stats: RouteStats
+  readonly tunnelCount: RouteTunnels
+}
 
 /**
- * The live tunnels of one plugin registration, and their read timeout (nginx `proxy_read_timeout` on a
- * tunnel: closed when the upstream sends nothing for that long). One coarse sweep serves every tunnel, so a
- * chunk costs a boolean store and never re-arms a timer: the sweep turns `upstreamActive` into
- * "silent since" and closes what has been silent for its timeout. It fires within one tick after the deadline.
+ * The live tunnels of one plugin registration: their timers (one sweep for all, see Sweeper), their graceful
+ * shutdown, their slots in the limits, their counters, their close log line and events.
  */
-export class TunnelSet implements TunnelOwner {
+export class TunnelSet implements TunnelOwner, Swept {
   readonly #live = new Set<Tunnel>()
-  readonly #tick: number
-  #timer: NodeJS.Timeout | null = null
+  readonly #limits: TunnelLimits
+  readonly #events: EventEmitter<WsProxyEvents>
+  readonly #level: TunnelLogLevel
+  readonly #wake: () => void
   #closing = false
+  #deadline = 0
+  #drained: (() => void) | null = null
+  #deadlineTimer: NodeJS.Timeout | null = null
 
-  /** @param shortestReadTimeout the smallest tunnel read timeout of any route, which sets the sweep's tick. */
-  constructor (shortestReadTimeout: number) {
-    this.#tick = Math.min(1000, Math.max(5, Math.floor(shortestReadTimeout / 10)))
+  constructor (limits: TunnelLimits, events: EventEmitter<WsProxyEvents>, level: TunnelLogLevel, wake: () => void) {
+    this.#limits = limits
+    this.#events = events
+    this.#level = level
+    this.#wake = wake
   }
 
   get size (): number {
     return this.#live.size
   }
 
-  add (tunnel: Tunnel): void {
-    // A handshake the upstream accepted after the app began closing: its tunnel would keep server.close()
-    // (which waits for every connection, upgraded ones included) waiting for as long as it lives.
-    if (this.#closing) {
-      tunnel.destroy('shutdown')
-      return
+  /** Whether the registration is closing: new upgrades are refused. */
+  get closing (): boolean {
+    return this.#closing
+  }
+
+  /** Bytes carried so far by the live tunnels of `route`, for a metrics snapshot. */
+  liveBytes (stats: RouteStats): [number, number] {
+    let fromClient = 0
+    let fromUpstream = 0
+    for (const tunnel of this.#live) {
+      if ((tunnel.route as TunnelSetRoute).stats !== stats) continue
+      fromClient += tunnel.bytesFromClient
+      fromUpstream += tunnel.bytesFromUpstream
     }
+    return [fromClient, fromUpstream]
+  }
+
+  add (tunnel: Tunnel): void {
     this.#live.add(tunnel)
-    if (this.#timer === null) {
-      this.#timer = setInterval(sweep, this.#tick, this)
-      this.#timer.unref()
+    const route = tunnel.route as TunnelSetRoute
+    route.stats.opened++
+    route.stats.live++
+    if (this.#events.listenerCount('tunnelOpen') > 0) {
+      this.#events.emit('tunnelOpen', {
+        route: route.label, upstream: route.origin, client: tunnel.clientAddress, protocol: tunnel.protocol, openedAt: tunnel.openedAt
+      })
+    }
+    this.#wake()
+    // A handshake the upstream accepted after the app began closing: it goes away with the others, or at once
+    // when they are all gone (server.close() waits for every connection, upgraded ones included).
+    if (this.#closing) {
+      if (this.#drained === null) tunnel.destroy('shutdown')
+      else tunnel.goAway('shutdown', this.#deadline)
     }
   }
 
   tunnelClosed (tunnel: Tunnel): void {
     this.#live.delete(tunnel)
-    if (this.#live.size === 0 && this.#timer !== null) {
-      clearInterval(this.#timer)
-      this.#timer = null
+    const route = tunnel.route as TunnelSetRoute
+    this.#limits.release(route.tunnelCount, tunnel.clientAddress)
+    const reason = tunnel.reason as TunnelCloseReason
+    const stats = route.stats
+    stats.live--
+    stats.closed[reason]++
+    stats.bytesFromClient += tunnel.bytesFromClient
+    stats.bytesFromUpstream += tunnel.bytesFromUpstream
+    if (this.#level !== 'silent' || this.#events.listenerCount('tunnelClose') > 0) this.report(tunnel, reason)
+    if (this.#closing && this.#live.size === 0) this.finishDrain()
+  }
+
+  /** One structured line per closed tunnel, and the `tunnelClose` event. */
+  report (tunnel: Tunnel, reason: TunnelCloseReason): void {
+    const route = tunnel.route
+    const event: TunnelCloseEvent = {
+      route: route.label,
+      upstream: route.origin,
+      client: tunnel.clientAddress,
+      protocol: tunnel.protocol,
+      openedAt: tunnel.openedAt,
+      reason,
+      durationMs: Date.now() - tunnel.openedAt,
+      bytesFromClient: tunnel.bytesFromClient,
+      bytesFromUpstream: tunnel.bytesFromUpstream
     }
+    if (this.#level !== 'silent') tunnel.log[this.#level](event, 'tunnel closed')
+    this.#events.emit('tunnelClose', event)
   }
 
   sweep (now: number): void {
     for (const tunnel of this.#live) {
       if (tunnel.upstreamActive) {
         tunnel.upstreamActive = false
-        tunnel.silentSince = now
-      } else if (now - tunnel.silentSince >= tunnel.readTimeout) {
-        tunnel.log.info({ err: new FST_WS_PROXY_TUNNEL_READ_TIMEOUT(tunnel.origin, tunnel.readTimeout) }, 'tunnel read timeout')
-        tunnel.destroy('read-timeout')
+        tunnel.upstreamSilentSince = now
+      }
+      if (tunnel.clientActive) {
+        tunnel.clientActive = false
+        tunnel.clientSilentSince = now
+      }
+      if (tunnel.closing) {
+        if (now >= tunnel.deadline) tunnel.destroy('shutdown')
+        continue
+      }
+      const route = tunnel.route
+      const expired = expiry(tunnel, route, now)
+      if (expired !== null) {
+        const [reason, after] = expired
+        const err = reason === 'read-timeout'
+          ? new FST_WS_PROXY_TUNNEL_READ_TIMEOUT(route.origin, after)
+          : new FST_WS_PROXY_TUNNEL_TIMEOUT(route.origin, `${reason} after ${after} ms`)
+        tunnel.log.info({ err, reason }, `tunnel ${reason.replace('-', ' ')}`)
+        tunnel.expire(reason, now)
+      } else if (route.pingInterval > 0 && !tunnel.pingOutstanding && now - tunnel.pingSentAt >= route.pingInterval) {
+        tunnel.ping(now)
       }
     }
   }
 
-  /** Destroys every live tunnel (the plugin is closing). */
-  destroyAll (): void {
+  /**
+   * Graceful shutdown: every tunnel goes away (Close 1001 frames, or half-close), and what is still open after
+   * `grace` ms is destroyed. Resolves once every tunnel is closed.
+   */
+  drain (grace: number): Promise<void> {
     this.#closing = true
+    if (this.#live.size === 0) return Promise.resolve()
+    this.#deadline = Date.now() + grace
+    for (const tunnel of this.#live) tunnel.goAway('shutdown', this.#deadline)
+    return new Promise((resolve) => {
+      this.#drained = resolve
+      // Not left to the sweep, whose tick may be a second: the deadline is what `app.close()` waits for.
+      this.#deadlineTimer = setTimeout(destroyAll, grace, this)
+    })
+  }
+
+  destroyAll (): void {
     for (const tunnel of this.#live) tunnel.destroy('shutdown')
+  }
+
+  finishDrain (): void {
+    if (this.#deadlineTimer !== null) clearTimeout(this.#deadlineTimer)
+    this.#deadlineTimer = null
+    const drained = this.#drained
+    this.#drained = null
+    drained?.()
   }
 }
 
-function sweep (set: TunnelSet): void {
-  set.sweep(Date.now())
+function destroyAll (set: TunnelSet): void {
+  set.destroyAll()
+}
+
+/** The first timer of `tunnel` that has run out, with its setting, or null. */
+function expiry (tunnel: Tunnel, route: TunnelRoute, now: number): [TunnelCloseReason, number] | null {
+  if (now - tunnel.upstreamSilentSince >= route.readTimeout) return ['read-timeout', route.readTimeout]
+  if (route.idleTimeout > 0 && now - Math.max(tunnel.upstreamSilentSince, tunnel.clientSilentSince) >= route.idleTimeout) {
+    return ['idle-timeout', route.idleTimeout]
+  }
+  if (tunnel.pingOutstanding && now - tunnel.pingSentAt >= route.pingTimeout) return ['ping-timeout', route.pingTimeout]
+  if (route.maxTunnelLifetime > 0 && now - tunnel.openedAt >= route.maxTunnelLifetime) return ['lifetime', route.maxTunnelLifetime]
+  if (route.sendTimeout > 0 && sendStuckFor(tunnel, now) >= route.sendTimeout) return ['send-timeout', route.sendTimeout]
+  return null
+}
+
+/**
+ * nginx proxy_send_timeout on a tunnel: how long the upstream has taken none of the bytes waiting for it.
+ * `bytesWritten - writableLength` is what the kernel has accepted; while it does not move and bytes wait, the write is stuck.
+ */
+function sendStuckFor (tunnel: Tunnel, now: number): number {
+  const upstream = tunnel.upstream
+  const waiting = upstream.writableLength
+  if (waiting === 0) {
+    tunnel.sendStuckSince = 0
+    return 0
+  }
+  const flushed = (upstream.bytesWritten ?? 0) - waiting
+  if (tunnel.sendStuckSince === 0 || flushed !== tunnel.flushed) {
+    tunnel.flushed = flushed
+    tunnel.sendStuckSince = now
+    return 0
+  }
+  return now - tunnel.sendStuckSince
 }

@@ -7,7 +7,7 @@ export interface PoolSettings {
 }
 
 /**
- * One keep-alive undici Pool per upstream origin (and connect timeout and unix socket: connector settings).
+ * One keep-alive undici Pool per upstream origin (and connect timeout, unix socket and head size limit: connection settings).
  * Created at register time, closed when Fastify closes.
  */
 export class UpstreamPools {
@@ -18,14 +18,16 @@ export class UpstreamPools {
     this.#settings = settings
   }
 
-  get (origin: string, connectTimeout: number, socketPath: string | null): Pool {
-    const key = `${origin} ${connectTimeout} ${socketPath ?? ''}`
+  get (origin: string, connectTimeout: number, socketPath: string | null, maxHeaderSize: number): Pool {
+    const key = `${origin} ${connectTimeout} ${socketPath ?? ''} ${maxHeaderSize}`
     let pool = this.#pools.get(key)
     if (pool === undefined) {
       pool = new Pool(origin, {
         connections: this.#settings.connections,
         pipelining: 1,
         keepAliveTimeout: this.#settings.keepAliveTimeout,
+        // limits.responseHead: a longer head is refused by undici (UND_ERR_HEADERS_OVERFLOW), a 502.
+        maxHeaderSize,
         // Timeouts are per request (dispatch options); undici's 300 s defaults never apply.
         connect: { timeout: connectTimeout, socketPath: socketPath ?? undefined }
       })
