@@ -41,7 +41,7 @@ test('unknown keys and wrong types are rejected', () => {
 })
 
 test('the exported option types are what the schema says', () => {
-  expect<TimeoutOptions>().type.toBe<{ connect?: number, read?: number }>()
+  expect<TimeoutOptions>().type.toBe<{ connect?: number, read?: number, send?: number, idle?: number, maxTunnelLifetime?: number }>()
   expect<PoolOptions>().type.toBe<{ connections?: number, keepAliveTimeout?: number }>()
   expect<RouteOptions['prefix']>().type.toBe<string>()
   expect<RouteOptions['upstream']>().type.toBe<string>()

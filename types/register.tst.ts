@@ -25,7 +25,7 @@ test("register accepts Fastify's own register options beside the plugin's", () =
 test('register rejects an unknown key at every level', () => {
   expect(app.register).type.not.toBeCallableWith(wsProxyPlugin, { upstream: 'http://x', proxyPass: 'http://y' })
   expect(app.register).type.not.toBeCallableWith(wsProxyPlugin, { routes: [{ prefix: '/a/', upstream: 'http://x', websocket: true }] })
-  expect(app.register).type.not.toBeCallableWith(wsProxyPlugin, { upstream: 'http://x', timeouts: { send: 1 } })
+  expect(app.register).type.not.toBeCallableWith(wsProxyPlugin, { upstream: 'http://x', timeouts: { write: 1 } })
   expect(app.register).type.not.toBeCallableWith(wsProxyPlugin, { upstream: 'http://x', pool: { pipelining: 10 } })
 })
 

@@ -83,7 +83,9 @@ export class FrameStream {
   }
 
   refresh (): void {
-    this.slow = !this.lost && (this.pending !== null || this.closed || this.pongPayload !== null || this.held !== null)
+    // A split header withheld by the slow path must be completed (and written) by it too.
+    this.slow = !this.lost && (this.pending !== null || this.closed || this.pongPayload !== null || this.held !== null ||
+      (this.headerLength > 0 && !this.headerForwarded))
   }
 }
 

@@ -1,0 +1,62 @@
+import Fastify from 'fastify'
+import { Registry } from 'prom-client'
+import { expect, test } from 'tstyche'
+import wsProxyPlugin, {
+  type LimitOptions,
+  type MetricsOptions,
+  type MetricsSnapshot,
+  type PingOptions,
+  type RouteLimitOptions,
+  type TunnelCloseEvent,
+  type TunnelCloseReason,
+  type TunnelOpenEvent,
+  type WsProxyOptions
+} from '../src/index.js'
+
+// The tunnel lifecycle's options, events and metrics, as a user's editor sees them.
+const app = Fastify()
+
+test('the lifecycle option types are derived from the schema', () => {
+  expect<PingOptions>().type.toBe<{ interval: number, timeout: number }>()
+  expect<RouteLimitOptions>().type.toBe<{ tunnels?: number, body?: number, responseHead?: number }>()
+  expect<LimitOptions>().type.toBe<{ tunnels?: number, tunnelsPerClient?: number, retryAfter?: number, body?: number, responseHead?: number }>()
+  expect<WsProxyOptions['tunnelLogLevel']>().type.toBe<'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' | undefined>()
+  expect<WsProxyOptions['closeGracePeriod']>().type.toBe<number | undefined>()
+})
+
+test('a prom-client Registry is accepted as metrics.registry; anything else is not', () => {
+  expect(app.register).type.toBeCallableWith(wsProxyPlugin, { upstream: 'http://u', metrics: { registry: new Registry(), path: '/metrics' } })
+  expect<MetricsOptions>().type.toBeAssignableFrom({ path: '/metrics', prefix: 'edge_' })
+  expect<MetricsOptions>().type.not.toBeAssignableFrom({ registry: 'default' })
+})
+
+test('a full lifecycle configuration type-checks', () => {
+  expect(app.register).type.toBeCallableWith(wsProxyPlugin, {
+    timeouts: { read: 60_000, send: 60_000, idle: 300_000, maxTunnelLifetime: 3_600_000 },
+    closeGracePeriod: 10_000,
+    limits: { tunnels: 10_000, tunnelsPerClient: 20, retryAfter: 10, body: 10 * 1024 * 1024 },
+    routes: [{ prefix: '/ws/', upstream: 'http://u', ping: { interval: 30_000, timeout: 10_000 }, limits: { tunnels: 5_000 } }]
+  })
+  expect(app.register).type.not.toBeCallableWith(wsProxyPlugin, { upstream: 'http://u', ping: { interval: 1000 } })
+  expect(app.register).type.not.toBeCallableWith(wsProxyPlugin, { upstream: 'http://u', tunnelLogLevel: 'verbose' })
+})
+
+test('tunnel events are typed', () => {
+  app.wsProxy.on('tunnelOpen', (event) => {
+    expect(event).type.toBe<TunnelOpenEvent>()
+  })
+  app.wsProxy.on('tunnelClose', (event) => {
+    expect(event).type.toBe<TunnelCloseEvent>()
+    expect(event.reason).type.toBe<TunnelCloseReason>()
+    expect(event.bytesFromClient).type.toBe<number>()
+  })
+  expect(app.wsProxy.on).type.not.toBeCallableWith('tunnelOpened', () => {})
+})
+
+test('the metrics snapshot is typed', () => {
+  const snapshot = app.wsProxy.metrics()
+  expect(snapshot).type.toBe<MetricsSnapshot>()
+  expect(snapshot.routes[0].requests['2xx']).type.toBe<number>()
+  expect(snapshot.routes[0].tunnels.closed['idle-timeout']).type.toBe<number>()
+  expect(snapshot.routes[0].upstreamErrors['connect-failed']).type.toBe<number>()
+})
