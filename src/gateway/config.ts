@@ -5,13 +5,17 @@ import { FST_WS_PROXY_INVALID_OPTION } from '../errors.js'
 import { PluginOptionsSchema, type WsProxyOptions } from '../options/schema.js'
 import { invalidOption } from '../options/resolve.js'
 
-/** The standalone gateway's JSON config: the plugin's options plus where to listen and how much to log. */
+/** The standalone gateway's JSON config: the plugin's options plus where to listen, the server's client limits and how much to log. */
 const GatewayConfigSchema = Type.Object({
   ...PluginOptionsSchema.properties,
   listen: Type.Optional(Type.Object({
     host: Type.Optional(Type.String({ minLength: 1, default: '127.0.0.1', description: 'Address to listen on. Default 127.0.0.1.' })),
     port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: 'Port to listen on (0: any free port). Default 8080.' }))
   }, { additionalProperties: false, default: {} })),
+  server: Type.Optional(Type.Object({
+    maxHeaderSize: Type.Optional(Type.Integer({ minimum: 1024, default: 16_384, description: 'nginx `large_client_header_buffers`: most bytes of a client request head; beyond it Node answers 431. Default 16384.' })),
+    headersTimeout: Type.Optional(Type.Integer({ minimum: 1, default: 60_000, description: 'nginx `client_header_timeout`: milliseconds a client has to send its whole request head; then Node answers 408 (slowloris). Default 60000.' }))
+  }, { additionalProperties: false, default: {}, description: 'Client-side limits of the gateway\'s HTTP server (Node server options, see "Limits").' })),
   logLevel: Type.Optional(Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), {
     default: 'info', description: 'Fastify (pino) log level. Default info.'
   }))
@@ -25,6 +29,7 @@ export interface CheckedGatewayConfig {
   host: string
   port: number
   logLevel: string
+  server: { maxHeaderSize: number, headersTimeout: number }
   proxy: WsProxyOptions
 }
 
@@ -38,6 +43,8 @@ export function checkGatewayConfig (value: unknown): CheckedGatewayConfig {
   const first = checker.Errors(copy).First()
   if (first !== undefined) throw invalidOption(first)
   // The schema's defaults have filled listen.host, listen.port and logLevel.
-  const { listen, logLevel, ...proxy } = copy as GatewayConfig & { listen: { host: string, port: number }, logLevel: string }
-  return { host: listen.host, port: listen.port, logLevel, proxy }
+  const { listen, logLevel, server, ...proxy } = copy as GatewayConfig & {
+    listen: { host: string, port: number }, logLevel: string, server: CheckedGatewayConfig['server']
+  }
+  return { host: listen.host, port: listen.port, logLevel, server, proxy }
 }

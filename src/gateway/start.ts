@@ -4,7 +4,12 @@ import type { CheckedGatewayConfig } from './config.js'
 
 /** Starts a gateway: a Fastify server with the plugin registered from a checked config. */
 export async function startGateway (config: CheckedGatewayConfig): Promise<FastifyInstance> {
-  const app = Fastify({ logger: { level: config.logLevel } })
+  const { maxHeaderSize, headersTimeout } = config.server
+  const app = Fastify({
+    logger: { level: config.logLevel },
+    // Node checks headersTimeout only every connectionsCheckingInterval (30 s by default): a tenth of it keeps it honest.
+    http: { maxHeaderSize, headersTimeout, connectionsCheckingInterval: Math.min(30_000, Math.max(50, Math.floor(headersTimeout / 10))) }
+  })
   await app.register(wsProxyPlugin, config.proxy)
   await app.listen({ host: config.host, port: config.port })
   return app
