@@ -68,7 +68,11 @@ class ProxyStateTotals extends EventEmitter<WsProxyEvents> implements WsProxySta
   metrics (): MetricsSnapshot {
     const routes = []
     for (const registration of this.registrations) {
-      for (const stats of registration.stats) routes.push(stats.snapshot(...registration.tunnels.liveBytes(stats)))
+      const live = registration.tunnels.liveBytes()
+      for (const stats of registration.stats) {
+        const [fromClient, fromUpstream] = live.get(stats) ?? [0, 0]
+        routes.push(stats.snapshot(fromClient, fromUpstream))
+      }
     }
     return { routes }
   }

@@ -7,13 +7,13 @@ import net from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { checkGatewayConfig } from '../src/gateway/config.js'
 import { startGateway } from '../src/gateway/start.js'
-import { httpUpstream, origin, within, type Seen } from './helpers/servers.js'
+import { httpUpstream, origin, within } from './helpers/servers.js'
 import { rawExchange, request } from './helpers/clients.js'
 
 async function limitedGateway (t: Parameters<typeof httpUpstream>[0]) {
-  const seen: Seen[] = []
+  const seen: string[] = []
   const upstream = await httpUpstream(t, (req, res) => {
-    seen.push({ method: req.method as string, url: req.url as string, headers: req.headers, body: Buffer.alloc(0) })
+    seen.push(req.url as string)
     res.end('ok')
   })
   const config = checkGatewayConfig({
@@ -40,7 +40,7 @@ t.test('a request head over server.maxHeaderSize gets 431 and never reaches the 
   t.match(plain, /^HTTP\/1\.1 431 /)
   const upgrade = await rawExchange(t, port, `GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n${big}\r\n\r\n`)
   t.match(upgrade, /^HTTP\/1\.1 431 /, 'an upgrade request too')
-  t.same(seen.map((s) => s.url), ['/small'])
+  t.same(seen, ['/small'])
 })
 
 t.test('a head sent byte by byte (slowloris) is cut off with 408 after server.headersTimeout', async (t) => {

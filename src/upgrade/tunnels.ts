@@ -43,16 +43,20 @@ export class TunnelSet implements TunnelOwner, Swept {
     return this.#closing
   }
 
-  /** Bytes carried so far by the live tunnels of `route`, for a metrics snapshot. */
-  liveBytes (stats: RouteStats): [number, number] {
-    let fromClient = 0
-    let fromUpstream = 0
+  /** Bytes carried so far by live tunnels, per route, for a metrics snapshot (one pass over the set). */
+  liveBytes (): Map<RouteStats, [number, number]> {
+    const bytes = new Map<RouteStats, [number, number]>()
     for (const tunnel of this.#live) {
-      if ((tunnel.route as TunnelSetRoute).stats !== stats) continue
-      fromClient += tunnel.bytesFromClient
-      fromUpstream += tunnel.bytesFromUpstream
+      const stats = (tunnel.route as TunnelSetRoute).stats
+      const sums = bytes.get(stats)
+      if (sums === undefined) {
+        bytes.set(stats, [tunnel.bytesFromClient, tunnel.bytesFromUpstream])
+      } else {
+        sums[0] += tunnel.bytesFromClient
+        sums[1] += tunnel.bytesFromUpstream
+      }
     }
-    return [fromClient, fromUpstream]
+    return bytes
   }
 
   add (tunnel: Tunnel): void {
