@@ -122,6 +122,35 @@ t.test('a pong split across three chunks, its header included, is still recognis
   }
 })
 
+t.test('an unmasked pong with our payload (a client breaking RFC 6455 §5.3) is recognised all the same', async (t) => {
+  const { payload } = pingFrame()
+  const { to, received } = await pair(t)
+  const events = recorder()
+  const s = new FrameStream(true, events)
+  s.pongPayload = payload
+  s.refresh()
+  feed(s, to, Buffer.concat([frame(0xa, payload, false), text('x', true)]))
+  t.same(await received(), text('x', true))
+  t.equal(events.pongs, 1)
+})
+
+t.test('a Close injected while a pong is held back: the pong is dropped with everything after the Close', async (t) => {
+  const { payload } = pingFrame()
+  const pong = frame(0xa, Buffer.from(payload.map((byte) => byte ^ 1)), true)
+  const { to, received } = await pair(t)
+  const events = recorder()
+  const s = new FrameStream(true, events)
+  s.pongPayload = payload
+  s.refresh()
+  feed(s, to, Buffer.concat([text('before', true), pong.subarray(0, 9)]))
+  t.equal(s.inject(goingAwayFrame(true), true, to), true, 'a held frame starts on a boundary: written at once')
+  feed(s, to, Buffer.concat([pong.subarray(9), text('after', true)]))
+  const got = await received()
+  t.same(got.subarray(0, 12), text('before', true))
+  t.equal(got.length, 12 + 8, 'then only the masked Close')
+  t.equal(events.pongs, 0)
+})
+
 t.test('a pong that only looks like ours (same length, other bytes) goes on', async (t) => {
   const { payload } = pingFrame()
   const other = Buffer.from(payload.map((byte) => byte ^ 0xff))

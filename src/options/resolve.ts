@@ -180,7 +180,8 @@ function buildResolved (options: WsProxyOptions, registry: MetricsRegistry | nul
     retryAfter: plugin.limits.retryAfter,
     closeGracePeriod: plugin.closeGracePeriod,
     tunnelLogLevel: plugin.tunnelLogLevel,
-    metrics: metrics === undefined ? null : { registry, path: metrics.path ?? null, prefix: metrics.prefix ?? 'fastify_ws_proxy_' }
+    // The schema's default has filled `prefix`.
+    metrics: metrics === undefined ? null : { registry, path: metrics.path ?? null, prefix: metrics.prefix as string }
   })
 }
 

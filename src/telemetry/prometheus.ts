@@ -25,6 +25,7 @@ export async function exportMetrics (fastify: FastifyInstance, snapshot: () => M
   let prom: PromClient
   try {
     prom = await import('prom-client') as unknown as PromClient
+  /* c8 ignore next 3: prom-client is installed wherever the tests run; users without it get this message */
   } catch (err) {
     throw new Error('fastify-ws-proxy: `metrics` needs prom-client: npm install prom-client', { cause: err })
   }

@@ -69,7 +69,7 @@ export class FrameStream {
    * A Close turns the stream closed: the sender's later frames are dropped.
    */
   inject (frame: Buffer, isClose: boolean, to: Socket): boolean {
-    if (this.closed) return false
+    // Callers never inject after a Close (the tunnel is closing by then), so `closed` needs no check here.
     if (this.atBoundary) {
       if (to.writable) to.write(frame)
       if (isClose) this.closed = true
@@ -200,8 +200,8 @@ export function relayFrames (s: FrameStream, chunk: Buffer, to: Socket): boolean
   let from = 0 // start of the bytes to forward that are not written yet
   let i = 0
   let disposition = s.held !== null ? HOLD : s.closed ? DROP : FORWARD
+  // Never entered when lost (`slow` is false then); it breaks out as soon as a header loses the tracking.
   while (i < end) {
-    if (s.lost) break
     if (s.remaining > 0) {
       const n = end - i < s.remaining ? end - i : s.remaining
       if (disposition === HOLD) hold(s, chunk.subarray(i, i + n))
@@ -251,12 +251,11 @@ export function relayFrames (s: FrameStream, chunk: Buffer, to: Socket): boolean
       if (s.opcode === CLOSE) s.events.closeAnswered(s)
       continue
     }
+    // A held frame is a pong as long as the proxy's ping payload (8 bytes): its payload is still to come.
     s.held = []
     s.heldSize = 0
     if (carried > 0) hold(s, Buffer.from(s.header.subarray(0, carried)))
     hold(s, chunk.subarray(start, i))
-    if (s.remaining === 0) ok = releaseHeld(s, to) && ok
-    disposition = s.held !== null ? HOLD : FORWARD
   }
   // Held and dropped bytes have moved `from` along; after an injected Close nothing more reaches the receiver
   // (and after lost tracking the rest goes on blind).
@@ -293,7 +292,7 @@ function releaseHeld (s: FrameStream, to: Socket): boolean {
     s.events.pongReceived()
     return true
   }
-  return to.writable ? to.write(frame) : true
+  return write(to, frame, 0, frame.length)
 }
 
 function isPongFor (frame: Buffer, payload: Buffer): boolean {
