@@ -59,10 +59,14 @@ export class Tunnel implements FrameEvents {
   /** client → upstream and upstream → client frames; both null unless the protocol is WebSocket. */
   readonly fromClient: FrameStream | null
   readonly fromUpstream: FrameStream | null
-  /** Set per chunk, turned into `...SilentSince` by the sweep: the cheapest per-chunk bookkeeping there is. */
+  /** Set per upstream chunk, turned into `upstreamSilentSince` by the sweep: the cheapest per-chunk bookkeeping there is. */
   upstreamActive = true
-  clientActive = true
   upstreamSilentSince: number
+  /**
+   * The other way, the sweep compares the upstream socket's `bytesWritten` with what it saw last: only bytes relayed
+   * to the upstream count, not the pongs the proxy consumes (which would keep a pinged tunnel from ever being idle).
+   */
+  forwardedUpstream = 0
   clientSilentSince: number
   /** Send timeout: when the upstream's write buffer was first seen stuck, and how much had been flushed then. */
   sendStuckSince = 0
@@ -215,7 +219,6 @@ export class Tunnel implements FrameEvents {
 
 function clientOnData (this: TunnelSocket, chunk: Buffer): void {
   const tunnel = this[kTunnel]
-  tunnel.clientActive = true
   tunnel.bytesFromClient += chunk.length
   relay(this, chunk)
 }

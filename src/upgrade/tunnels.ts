@@ -116,8 +116,9 @@ export class TunnelSet implements TunnelOwner, Swept {
         tunnel.upstreamActive = false
         tunnel.upstreamSilentSince = now
       }
-      if (tunnel.clientActive) {
-        tunnel.clientActive = false
+      const forwarded = tunnel.upstream.bytesWritten ?? 0
+      if (forwarded !== tunnel.forwardedUpstream) {
+        tunnel.forwardedUpstream = forwarded
         tunnel.clientSilentSince = now
       }
       if (tunnel.closing) {
