@@ -53,7 +53,8 @@ export class RequestBody extends Readable {
     req.removeListener('data', reqOnData)
     req.removeListener('end', reqOnEnd)
     req.removeListener('close', reqOnClose)
-    // What the client still sends is read and dropped, so that the answer it gets is not lost to a reset.
+    // What the client still sends is read and dropped while the answer goes out, so that it is not lost to a reset
+    // (closing a socket with unread bytes makes the kernel send RST); the connection is closed after the answer.
     if (!req.complete) req.resume()
     callback(err)
   }
