@@ -167,7 +167,7 @@ export class RouteProxy implements ExchangeRoute {
 
   /** Answers a request the proxy refuses itself, counted with the route's answers. */
   refuse (reply: FastifyReply, err: Error): void {
-    this.stats.answered((err as { statusCode?: number }).statusCode ?? 500)
+    this.stats.answered((err as Error & { statusCode: number }).statusCode)
     reply.send(err)
   }
 }

@@ -181,6 +181,6 @@ t.test('--demo runs a gateway in front of the demo upstream: page, API, WebSocke
   const plainClosed = once(plain, 'close')
   run.child.kill('SIGINT')
   t.equal(await exitCode(run), 0)
-  await plainClosed
-  t.pass('the live WebSocket was closed by the shutdown')
+  const [closeCode] = await plainClosed as [number]
+  t.equal(closeCode, 1001, 'the live WebSocket was closed by the shutdown with 1001 "going away"')
 })

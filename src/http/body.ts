@@ -80,7 +80,7 @@ function reqOnClose (this: BodyRequest): void {
 }
 
 /**
- * Request bodies being sent upstream, for the send timeout: a body undici has paused (the upstream's socket is
+ * Request bodies of exchanges in progress, for the send timeout: a body undici has paused (the upstream's socket is
  * full) whose byte count has not moved for `timeouts.send` ms is stalled. Checked by the registration's sweep.
  */
 export class UploadSet implements Swept {
@@ -100,13 +100,14 @@ export class UploadSet implements Swept {
     this.#wake()
   }
 
+  /** The exchange ended (answered, failed or abandoned by the client). */
+  delete (body: RequestBody): void {
+    this.#bodies.delete(body)
+  }
+
   sweep (now: number): void {
     for (const body of this.#bodies) {
-      // Sent whole (then the read timeout takes over) or given up.
-      if (body.readableEnded || body.destroyed) {
-        this.#bodies.delete(body)
-        continue
-      }
+      // A body sent whole is never paused again: the read timeout takes over until the exchange removes it.
       if (!body.isPaused()) {
         body.stalledSince = 0
         continue

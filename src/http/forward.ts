@@ -11,13 +11,14 @@ import { Tunnel } from '../upgrade/tunnel.js'
 import type { TunnelLimits } from '../upgrade/limits.js'
 import type { TunnelSet, TunnelSetRoute } from '../upgrade/tunnels.js'
 import type { VarContext } from '../vars/context.js'
-import type { BodyOwner, RequestBody } from './body.js'
+import type { BodyOwner, RequestBody, UploadSet } from './body.js'
 import { upstreamError } from './error-map.js'
 
 /** What an exchange needs from its route; one object per route, shared by all its requests. */
 export interface ExchangeRoute extends TunnelSetRoute {
   readonly connectTimeout: number
   readonly tunnels: TunnelSet
+  readonly uploads: UploadSet
   readonly limits: TunnelLimits
   readonly response: ResponseHeaderPlan
 }
@@ -97,6 +98,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
   onComplete (): void {
     this.finished = true
     this.releaseSlot()
+    this.releaseBody()
     this.res.end()
   }
 
@@ -109,7 +111,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
   onUpgrade (statusCode: number, rawHeaders: Buffer[] | string[] | null, upstream: Duplex): void {
     const socket = upstream as Socket
     const raw = rawHeaders as Buffer[]
-    /* c8 ignore next 4: undici delivers no 101 after an abort; should one come, the socket is not leaked */
+    /* c8 ignore next 5: undici delivers no 101 after an abort; should one come, the socket is not leaked */
     if (this.finished) {
       this.releaseSlot()
       socket.destroy()
@@ -144,6 +146,11 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
     tunnel.start(takeOverClientSocket(client))
     route.tunnels.add(tunnel)
     this.request.log.debug({ upstream: route.origin }, 'tunnel opened')
+  }
+
+  /** The exchange is over: its body, if any, leaves the send-timeout watch. */
+  releaseBody (): void {
+    if (this.body !== null) this.route.uploads.delete(this.body)
   }
 
   releaseSlot (): void {
@@ -207,6 +214,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
   fail (err: Error): void {
     this.finished = true
     this.releaseSlot()
+    this.releaseBody()
     const route = this.route
     if (!this.headSent) {
       const answer = upstreamError(err, route.origin, route.connectTimeout, route.readTimeout)
@@ -231,6 +239,7 @@ function resOnClose (this: ExchangeResponse): void {
   if (exchange.finished) return
   exchange.finished = true
   exchange.releaseSlot()
+  exchange.releaseBody()
   exchange.abortUpstream?.()
 }
 
@@ -239,6 +248,7 @@ function upgradeProtocol (raw: Buffer[]): string {
   for (let i = 0; i < raw.length; i += 2) {
     if (raw[i].length === 7 && raw[i].toString('latin1').toLowerCase() === 'upgrade') return raw[i + 1].toString('latin1')
   }
-  /* c8 ignore next: undici refuses a 101 without Upgrade before it gets here */
+  /* c8 ignore start: undici refuses a 101 without Upgrade before it gets here */
   return ''
 }
+/* c8 ignore stop */

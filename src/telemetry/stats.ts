@@ -99,7 +99,7 @@ export class RouteStats {
   }
 
   upstreamError (err: Error): void {
-    const kind = KIND_OF_CODE[(err as { code?: string }).code ?? '']
+    const kind = KIND_OF_CODE[(err as Error & { code: string }).code]
     if (kind !== undefined) this.upstreamErrors[kind]++
   }
 

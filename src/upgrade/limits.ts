@@ -54,11 +54,6 @@ export class TunnelLimits {
     if (mine === 0) this.#byClient.delete(client)
     else this.#byClient.set(client, mine)
   }
-
-  /** Addresses currently holding at least one slot (for tests and introspection). */
-  get clients (): number {
-    return this.#byClient.size
-  }
 }
 
 const LIMIT_TEXT: Record<TunnelLimitName, string> = { global: 'limits.tunnels', route: 'route limits.tunnels', client: 'limits.tunnelsPerClient' }

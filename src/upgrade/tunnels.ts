@@ -38,11 +38,6 @@ export class TunnelSet implements TunnelOwner, Swept {
     return this.#live.size
   }
 
-  /** Whether the registration is closing: new upgrades are refused. */
-  get closing (): boolean {
-    return this.#closing
-  }
-
   /** Bytes carried so far by live tunnels, per route, for a metrics snapshot (one pass over the set). */
   liveBytes (): Map<RouteStats, [number, number]> {
     const bytes = new Map<RouteStats, [number, number]>()
