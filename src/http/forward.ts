@@ -219,7 +219,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
     if (!this.headSent) {
       const answer = upstreamError(err, route.origin, route.connectTimeout, route.readTimeout)
       route.stats.upstreamError(answer)
-      route.stats.answered((answer as { statusCode?: number }).statusCode ?? 500)
+      route.stats.answered((answer as Error & { statusCode: number }).statusCode)
       // The client is still sending its body: it is read and dropped (see RequestBody), and the connection closed after the answer.
       if (this.body !== null && !this.request.raw.complete) this.reply.header('connection', 'close')
       this.reply.send(answer)

@@ -168,7 +168,7 @@ export class Tunnel implements FrameEvents {
    * and whatever is still open a second later is destroyed.
    */
   expire (reason: TunnelCloseReason, now: number): void {
-    if (this.closing) return
+    // Only called by the sweep, which skips tunnels already closing.
     this.reason ??= reason
     this.deadline = now + EXPIRY_GRACE
     const toUpstream = this.fromClient
@@ -182,8 +182,9 @@ export class Tunnel implements FrameEvents {
   /** Keep-alive: pings the client at the next boundary of the upstream's frames; its pong is consumed. */
   ping (now: number): void {
     const toClient = this.fromUpstream
-    const fromClient = this.fromClient
-    if (toClient === null || fromClient === null || toClient.lost || fromClient.lost || this.closing) return
+    // Both streams exist for a WebSocket tunnel, neither for any other. Called by the sweep, which skips closing tunnels.
+    const fromClient = this.fromClient as FrameStream
+    if (toClient === null || toClient.lost || fromClient.lost) return
     const { frame, payload } = pingFrame()
     fromClient.pongPayload = payload
     fromClient.refresh()
@@ -233,15 +234,15 @@ function upstreamOnData (this: TunnelSocket, chunk: Buffer): void {
 function relay (from: TunnelSocket, chunk: Buffer): void {
   const to = from[kPeer]
   const frames = from[kFrames]
-  if (frames !== null) {
-    if (frames.slow) {
-      if (!relayFrames(frames, chunk, to)) from.pause()
-      return
-    }
-    track(frames, chunk)
+  let more: boolean
+  if (frames !== null && frames.slow) {
+    more = relayFrames(frames, chunk, to)
+  } else {
+    if (frames !== null) track(frames, chunk)
+    // A peer that has already ended its writing side cannot take more; what arrives late is dropped.
+    more = !to.writable || to.write(chunk)
   }
-  // A peer that has already ended its writing side cannot take more; what arrives late is dropped.
-  if (to.writable && !to.write(chunk)) from.pause()
+  if (!more) from.pause()
 }
 
 function socketOnDrain (this: TunnelSocket): void {

@@ -111,7 +111,7 @@ export class TunnelSet implements TunnelOwner, Swept {
         tunnel.upstreamActive = false
         tunnel.upstreamSilentSince = now
       }
-      const forwarded = tunnel.upstream.bytesWritten ?? 0
+      const forwarded = tunnel.upstream.bytesWritten
       if (forwarded !== tunnel.forwardedUpstream) {
         tunnel.forwardedUpstream = forwarded
         tunnel.clientSilentSince = now
@@ -191,7 +191,7 @@ function sendStuckFor (tunnel: Tunnel, now: number): number {
     tunnel.sendStuckSince = 0
     return 0
   }
-  const flushed = (upstream.bytesWritten ?? 0) - waiting
+  const flushed = upstream.bytesWritten - waiting
   if (tunnel.sendStuckSince === 0 || flushed !== tunnel.flushed) {
     tunnel.flushed = flushed
     tunnel.sendStuckSince = now

@@ -1,6 +1,7 @@
-// Two edges of the graceful shutdown that the main shutdown tests do not reach: a WebSocket tunnel whose bytes stop
-// parsing as frames while a Close still waits for a boundary (it falls back to half-closing), and a handshake the
-// upstream accepts while the app is already draining (its tunnel is sent away like the others, not left open).
+// Edges of the frame tracking the main shutdown and ping tests do not reach: a WebSocket tunnel whose bytes stop
+// parsing as frames while a Close still waits for a boundary (it falls back to half-closing); a handshake the
+// upstream accepts while the app is already draining (its tunnel is sent away like the others, not left open);
+// and keep-alive pings, which go only to tunnels whose frames are known.
 import t from 'tap'
 import { gateway, origin, waitFor } from './helpers/servers.js'
 import { headUpstream, logCapture, parseFrames, rawClient, switching, upgradeHead } from './helpers/ws.js'
@@ -67,4 +68,27 @@ t.test('a handshake the upstream accepts during the drain opens a tunnel that is
   t.same(frames.map((f) => [f.opcode, f.payload.toString('hex')]), [[8, '03e9']], 'the new tunnel got Close 1001 right after its 101')
   await closing
   t.equal(app.wsProxy.tunnels, 0)
+})
+
+t.test('keep-alive pings go only where frames are known: not on other protocols, not once tracking is lost', async (t) => {
+  const cases: Array<[string, string, Buffer, Buffer]> = [
+    ['another protocol', 'foo', Buffer.alloc(0), Buffer.alloc(0)],
+    ['upstream bytes that are not frames', 'websocket', Buffer.from([0x83, 0x00]), Buffer.alloc(0)],
+    ['client bytes that are not frames', 'websocket', Buffer.alloc(0), Buffer.from([0x83, 0x80, 0, 0, 0, 0])]
+  ]
+  for (const [what, protocol, fromUpstream, fromClient] of cases) {
+    const upstream = await headUpstream(t, ({ socket }) => {
+      socket.write(switching(protocol))
+      if (fromUpstream.length > 0) socket.write(fromUpstream)
+    })
+    const { app, port } = await gateway(t, { upstream: origin(upstream), ping: { interval: 50, timeout: 100 } })
+    const client = await rawClient(t, port)
+    client.socket.write(upgradeHead('/x', protocol))
+    await client.contains('\r\n\r\n')
+    if (fromClient.length > 0) client.socket.write(fromClient)
+    await new Promise((resolve) => setTimeout(resolve, 400))
+    const after = client.bytes.subarray(client.text.indexOf('\r\n\r\n') + 4)
+    t.same(after, fromUpstream, `${what}: no ping reached the client`)
+    t.equal(app.wsProxy.tunnels, 1, `${what}: no ping timeout either`)
+  }
 })
