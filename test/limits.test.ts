@@ -14,8 +14,8 @@ import { gateway, httpUpstream, origin, waitFor, wsUpstream } from './helpers/se
 import { request } from './helpers/clients.js'
 import { errorBody, openRequest, readBody, scriptedUpstream, type ErrorBody } from './helpers/http-faults.js'
 import {
-  headUpstream, logCapture, messages, openWs, parseHead, pattern, rawClient, switching, upgradeHead, within, wsClosed,
-  wsHandshakeHead, wsUrl
+  headUpstream, logCapture, messages, openWs, parseHead, pattern, rawClient, switching, unexpectedResponse, upgradeHead,
+  within, wsClosed, wsHandshakeHead, wsUrl
 } from './helpers/ws.js'
 
 const tooMany = (message: string): ErrorBody => ({ statusCode: 503, code: 'FST_WS_PROXY_TOO_MANY_TUNNELS', error: 'Service Unavailable', message })
@@ -37,21 +37,6 @@ async function rawUpgrade (t: Test, port: number, path: string, extra: string[] 
   const text = client.text
   const head = parseHead(text)
   return { head, body: Buffer.from(text.slice(text.indexOf('\r\n\r\n') + 4), 'latin1'), ended: client.ended }
-}
-
-/** A `ws` client whose handshake is answered with something other than a 101: that answer, body included. */
-async function unexpectedResponse (t: Test, url: string, headers: Record<string, string> = {}) {
-  const ws = new WebSocket(url, { headers })
-  // With an 'unexpected-response' listener the handshake stays pending: terminate() then reports an error.
-  ws.on('error', () => {})
-  t.teardown(() => ws.terminate())
-  const res = await within(new Promise<IncomingMessage>((resolve, reject) => {
-    ws.once('unexpected-response', (_req, res) => resolve(res))
-    ws.once('open', () => reject(new Error('the handshake must not succeed')))
-  }), 3000, 'unexpected-response')
-  const chunks: Buffer[] = []
-  for await (const chunk of res) chunks.push(chunk as Buffer)
-  return { status: res.statusCode as number, headers: res.headers, body: Buffer.concat(chunks) }
 }
 
 /** An echo round trip: the tunnel is open and carries bytes. */

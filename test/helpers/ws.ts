@@ -1,4 +1,5 @@
 import net, { type Socket } from 'node:net'
+import type { IncomingMessage } from 'node:http'
 import { createHash } from 'node:crypto'
 import { WebSocket, type ClientOptions } from 'ws'
 import { listen, within, type Teardown } from './servers.js'
@@ -312,4 +313,19 @@ export function pattern (n: number, seed = 0): Buffer {
   const buf = Buffer.allocUnsafe(n)
   for (let i = 0; i < n; i++) buf[i] = (i * 31 + seed + (i >>> 8)) & 0xff
   return buf
+}
+
+/** A `ws` client whose handshake is answered with something other than a 101: that answer, body included. */
+export async function unexpectedResponse (t: Teardown, url: string, headers: Record<string, string> = {}) {
+  const ws = new WebSocket(url, { headers })
+  // With an 'unexpected-response' listener the handshake stays pending: terminate() then reports an error.
+  ws.on('error', () => {})
+  t.teardown(() => ws.terminate())
+  const res = await within(new Promise<IncomingMessage>((resolve, reject) => {
+    ws.once('unexpected-response', (_req, res) => resolve(res))
+    ws.once('open', () => reject(new Error('the handshake must not succeed')))
+  }), 3000, 'unexpected-response')
+  const chunks: Buffer[] = []
+  for await (const chunk of res) chunks.push(chunk as Buffer)
+  return { status: res.statusCode as number, headers: res.headers, body: Buffer.concat(chunks) }
 }
