@@ -20,7 +20,7 @@ interface BodyRequest extends IncomingMessage {
  * - bytes are counted against `limits.body` as they stream (never buffered whole);
  * - the sweep sees undici pausing it while the upstream takes nothing (nginx proxy_send_timeout);
  * - when the proxy gives up (413, 504, an upstream error), undici destroys this stream, not the client's request:
- *   the client still gets its answer, and the rest of its body is read and discarded instead of reset unread.
+ *   the client still gets its answer whole (what it still sends is read and dropped meanwhile, not left to cause a reset).
  */
 export class RequestBody extends Readable {
   readonly req: IncomingMessage
