@@ -68,6 +68,14 @@ async function collectGarbage (proxy: ChildProcess): Promise<void> {
   await done
 }
 
+/** The proxy's CPU use (% of one core) over a WINDOW of rest, after a forced GC. */
+async function cpuPercentAtRest (proxy: ChildProcess): Promise<number> {
+  await collectGarbage(proxy)
+  const before = cpuSeconds(proxy.pid as number)
+  await sleep(WINDOW * 1000)
+  return (cpuSeconds(proxy.pid as number) - before) / WINDOW * 100
+}
+
 const median = (values: number[]): number => {
   const sorted = [...values].sort((a, b) => a - b)
   const mid = sorted.length >> 1
@@ -108,19 +116,13 @@ try {
     let holder: ChildProcess | null = null
     try {
       await sleep(1000)
-      await collectGarbage(proxy.child)
-      const idleCpu = cpuSeconds(pid)
-      await sleep(WINDOW * 1000)
-      results[`${variant}CpuNone`] = (cpuSeconds(pid) - idleCpu) / WINDOW * 100
+      results[`${variant}CpuNone`] = await cpuPercentAtRest(proxy.child)
       results[`${variant}RssNone`] = rssBytes(pid)
       process.stderr.write(`${variant}: opening ${IDLE} idle tunnels\n`)
       holder = node(['bench/lifecycle/client.ts', 'idle', String(proxy.port), String(IDLE)])
       await waitFor(holder, /OPEN/, 120_000, 'idle tunnels')
       await sleep(2000)
-      await collectGarbage(proxy.child)
-      const loadedCpu = cpuSeconds(pid)
-      await sleep(WINDOW * 1000)
-      results[`${variant}CpuIdle`] = (cpuSeconds(pid) - loadedCpu) / WINDOW * 100
+      results[`${variant}CpuIdle`] = await cpuPercentAtRest(proxy.child)
       results[`${variant}RssIdle`] = rssBytes(pid)
     } finally {
       holder?.kill('SIGKILL')

@@ -7,15 +7,15 @@ import { FST_WS_PROXY_BAD_RESPONSE, FST_WS_PROXY_BODY_TOO_LARGE, FST_WS_PROXY_RE
 import { buildResponseHeaders, type ResponseHeaderPlan } from '../headers/response-headers.js'
 import { kExchange } from '../symbols.js'
 import { takeOverClientSocket } from '../upgrade/listener.js'
-import { Tunnel } from '../upgrade/tunnel.js'
+import { Tunnel, type TunnelRoute } from '../upgrade/tunnel.js'
 import type { TunnelLimits } from '../upgrade/limits.js'
-import type { TunnelSet, TunnelSetRoute } from '../upgrade/tunnels.js'
+import type { TunnelSet } from '../upgrade/tunnels.js'
 import type { VarContext } from '../vars/context.js'
 import type { BodyOwner, RequestBody, UploadSet } from './body.js'
 import { upstreamError } from './error-map.js'
 
 /** What an exchange needs from its route; one object per route, shared by all its requests. */
-export interface ExchangeRoute extends TunnelSetRoute {
+export interface ExchangeRoute extends TunnelRoute {
   readonly connectTimeout: number
   readonly tunnels: TunnelSet
   readonly uploads: UploadSet

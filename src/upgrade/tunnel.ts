@@ -1,7 +1,9 @@
 import type { Socket } from 'node:net'
 import type { FastifyBaseLogger } from 'fastify'
 import { kFrames, kPeer, kTunnel } from '../symbols.js'
+import type { RouteStats } from '../telemetry/stats.js'
 import { FrameStream, goingAwayFrame, pingFrame, relayFrames, track, type FrameEvents } from './frames.js'
+import type { RouteTunnels } from './limits.js'
 
 /** Why a tunnel ended, as logged, counted in metrics and given to `tunnelClose` listeners. */
 export type TunnelCloseReason =
@@ -20,6 +22,9 @@ export interface TunnelRoute {
   readonly maxTunnelLifetime: number
   readonly pingInterval: number
   readonly pingTimeout: number
+  /** Its counters, and its share of the tunnel limits. */
+  readonly stats: RouteStats
+  readonly tunnelCount: RouteTunnels
 }
 
 /** What a tunnel reports to the set that owns it. */
@@ -159,8 +164,7 @@ export class Tunnel implements FrameEvents {
       this.upstream.end()
       return
     }
-    if (!toClient.sentClose) toClient.inject(goingAwayFrame(false), true, this.client)
-    if (!toUpstream.sentClose) toUpstream.inject(goingAwayFrame(true), true, this.upstream)
+    this.sayGoingAway(false)
   }
 
   /**
@@ -171,12 +175,21 @@ export class Tunnel implements FrameEvents {
     // Only called by the sweep, which skips tunnels already closing.
     this.reason ??= reason
     this.deadline = now + EXPIRY_GRACE
-    const toUpstream = this.fromClient
-    const toClient = this.fromUpstream
-    if (toClient !== null && !toClient.sentClose && toClient.atBoundary) toClient.inject(goingAwayFrame(false), true, this.client)
-    if (toUpstream !== null && !toUpstream.sentClose && toUpstream.atBoundary) toUpstream.inject(goingAwayFrame(true), true, this.upstream)
+    this.sayGoingAway(true)
     this.client.end()
     this.upstream.end()
+  }
+
+  /**
+   * A Close 1001 toward each side that has not sent its own Close (none on a blind pipe): at the next boundary, or,
+   * with `onlyAtBoundaryNow`, only where the bytes forwarded so far end on one.
+   */
+  sayGoingAway (onlyAtBoundaryNow: boolean): void {
+    const toClient = this.fromUpstream
+    const toUpstream = this.fromClient
+    if (toClient === null || toUpstream === null) return
+    if (!toClient.sentClose && (!onlyAtBoundaryNow || toClient.atBoundary)) toClient.inject(goingAwayFrame(false), true, this.client)
+    if (!toUpstream.sentClose && (!onlyAtBoundaryNow || toUpstream.atBoundary)) toUpstream.inject(goingAwayFrame(true), true, this.upstream)
   }
 
   /** Keep-alive: pings the client at the next boundary of the upstream's frames; its pong is consumed. */

@@ -3,14 +3,8 @@ import { FST_WS_PROXY_TUNNEL_READ_TIMEOUT, FST_WS_PROXY_TUNNEL_TIMEOUT } from '.
 import type { Swept } from '../lifecycle/sweeper.js'
 import type { TunnelCloseEvent, TunnelLogLevel, WsProxyEvents } from '../telemetry/events.js'
 import type { RouteStats } from '../telemetry/stats.js'
-import type { RouteTunnels, TunnelLimits } from './limits.js'
+import type { TunnelLimits } from './limits.js'
 import type { Tunnel, TunnelCloseReason, TunnelOwner, TunnelRoute } from './tunnel.js'
-
-/** A route as the tunnel set needs it: its settings, its counters, its share of the limits. */
-export interface TunnelSetRoute extends TunnelRoute {
-  readonly stats: RouteStats
-  readonly tunnelCount: RouteTunnels
-}
 
 /**
  * The live tunnels of one plugin registration: their timers (one sweep for all, see Sweeper), their graceful
@@ -42,7 +36,7 @@ export class TunnelSet implements TunnelOwner, Swept {
   liveBytes (): Map<RouteStats, [number, number]> {
     const bytes = new Map<RouteStats, [number, number]>()
     for (const tunnel of this.#live) {
-      const stats = (tunnel.route as TunnelSetRoute).stats
+      const stats = tunnel.route.stats
       const sums = bytes.get(stats)
       if (sums === undefined) {
         bytes.set(stats, [tunnel.bytesFromClient, tunnel.bytesFromUpstream])
@@ -56,7 +50,7 @@ export class TunnelSet implements TunnelOwner, Swept {
 
   add (tunnel: Tunnel): void {
     this.#live.add(tunnel)
-    const route = tunnel.route as TunnelSetRoute
+    const route = tunnel.route
     route.stats.opened++
     route.stats.live++
     if (this.#events.listenerCount('tunnelOpen') > 0) {
@@ -75,7 +69,7 @@ export class TunnelSet implements TunnelOwner, Swept {
 
   tunnelClosed (tunnel: Tunnel): void {
     this.#live.delete(tunnel)
-    const route = tunnel.route as TunnelSetRoute
+    const route = tunnel.route
     this.#limits.release(route.tunnelCount, tunnel.clientAddress)
     const reason = tunnel.reason as TunnelCloseReason
     const stats = route.stats
