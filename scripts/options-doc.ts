@@ -15,8 +15,9 @@ interface Node extends TSchema {
   type?: string
   properties?: Record<string, Node>
   patternProperties?: Record<string, Node>
-  items?: Node
+  items?: Node | Node[]
   anyOf?: Node[]
+  title?: string
   const?: unknown
   default?: unknown
   description?: string
@@ -26,11 +27,10 @@ interface Node extends TSchema {
 /** A readable type: literals, unions, arrays, records (`{ [name]: T }`) and objects. */
 function typeOf (schema: Node): string {
   if (schema.const !== undefined) return JSON.stringify(schema.const)
-  if (schema.anyOf !== undefined) {
-    // The methods list: a union of many literals reads better as its name.
-    if (schema.anyOf.length > 5 && schema.anyOf.every((member) => typeof member.const === 'string')) return 'method'
-    return schema.anyOf.map(typeOf).join(' | ')
-  }
+  // A long union of literals (methods, failure kinds) or a function reads better as its name.
+  if (schema.title !== undefined) return schema.title
+  if (schema.anyOf !== undefined) return schema.anyOf.map(typeOf).join(' | ')
+  if (Array.isArray(schema.items)) return `[${schema.items.map(typeOf).join(', ')}]`
   if (schema.type === 'array') {
     const item = typeOf(schema.items as Node)
     return item.includes('|') ? `(${item})[]` : `${item}[]`
@@ -75,7 +75,7 @@ function rows (schema: Node, path: string, out: string[]): void {
 
 export function optionsTable (): string {
   const out = ['| option | type | required | meaning |', '|---|---|---|---|']
-  rows(PluginOptionsSchema as Node, '', out)
+  rows(PluginOptionsSchema as unknown as Node, '', out)
   return out.join('\n')
 }
 

@@ -71,3 +71,11 @@ export const FST_WS_PROXY_TOO_MANY_TUNNELS = createError(
 /** The request body is larger than `limits.body` (Content-Length, or counted as it streams). */
 export const FST_WS_PROXY_BODY_TOO_LARGE = createError(
   'FST_WS_PROXY_BODY_TOO_LARGE', 'Request body larger than %d bytes', 413)
+
+/** No server of the group can take a request: every one is down, failed, unhealthy or draining (nginx "no live upstreams"). */
+export const FST_WS_PROXY_NO_LIVE_UPSTREAM = createError(
+  'FST_WS_PROXY_NO_LIVE_UPSTREAM', 'No live upstream server in %s', 502)
+
+/** `fastify.wsProxy.group(name)` named no group of the registered proxies. */
+export const FST_WS_PROXY_UNKNOWN_GROUP = createError(
+  'FST_WS_PROXY_UNKNOWN_GROUP', 'No upstream group named %s (groups: %s)', 500, TypeError)

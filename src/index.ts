@@ -10,6 +10,12 @@ import type { WsProxyEvents } from './telemetry/events.js'
 import { exportMetrics } from './telemetry/prometheus.js'
 import type { MetricsSnapshot, RouteStats } from './telemetry/stats.js'
 import { UpstreamPools } from './upstream/pools.js'
+import { Discovery } from './upstream/discovery.js'
+import { UpstreamGroup, type UpstreamGroupApi } from './upstream/group.js'
+import { HealthChecks } from './upstream/health.js'
+import type { ServerInfo } from './upstream/server.js'
+import { FST_WS_PROXY_UNKNOWN_GROUP } from './errors.js'
+import type { ResolvedGroup } from './options/groups.js'
 import { TunnelLimits } from './upgrade/limits.js'
 import { releaseUpgradeRouter, upgradeRouterFor } from './upgrade/listener.js'
 import { TunnelSet } from './upgrade/tunnels.js'
@@ -19,6 +25,13 @@ export type {
   RequestHeaderOptions, ResponseHeaderOptions, RewriteRuleOptions, MapOptions,
   PingOptions, LimitOptions, RouteLimitOptions, MetricsOptions, MetricsRegistry
 } from './options/schema.js'
+export type {
+  ServerOptions, TlsOptions, HealthCheckOptions, NextUpstreamOptions, ResolveOptions, UpstreamGroupOptions, BalanceMethod,
+  AttemptFailure, HostResolver
+} from './options/upstream-schema.js'
+export { ServerSchema, TlsSchema, HealthCheckSchema, NextUpstreamSchema, ResolveSchema, UpstreamGroupSchema } from './options/upstream-schema.js'
+export type { ServerInfo, ServerState } from './upstream/server.js'
+export type { UpstreamGroupApi, ServerUpdate } from './upstream/group.js'
 export {
   PluginOptionsSchema, RouteSchema, PoolSchema, RequestHeadersSchema, ResponseHeadersSchema, MapSchema, DEFAULTS,
   PingSchema, PluginLimitsSchema, RouteLimitsSchema, MetricsSchema
@@ -38,6 +51,17 @@ export interface WsProxyState extends EventEmitter<WsProxyEvents> {
   readonly upstreamConnections: number
   /** The counters of every route: requests, upstream errors, head latency, tunnels, bytes. */
   metrics (): MetricsSnapshot
+  /** Every named upstream group with its servers' state, load and last error. */
+  upstreams (): UpstreamGroupInfo[]
+  /** A named upstream group, to change its members at run time; throws FST_WS_PROXY_UNKNOWN_GROUP. */
+  group (name: string): UpstreamGroupApi
+}
+
+/** A named group as `fastify.wsProxy.upstreams()` reports it. */
+export interface UpstreamGroupInfo {
+  readonly name: string
+  readonly balance: UpstreamGroupApi['balance']
+  readonly servers: ServerInfo[]
 }
 
 declare module 'fastify' {
@@ -76,6 +100,23 @@ class ProxyStateTotals extends EventEmitter<WsProxyEvents> implements WsProxySta
     }
     return { routes }
   }
+
+  * namedGroups (): Generator<UpstreamGroup> {
+    for (const registration of this.registrations) {
+      for (const group of registration.groups.values()) if (group.named) yield group
+    }
+  }
+
+  upstreams (): UpstreamGroupInfo[] {
+    return [...this.namedGroups()].map((group) => ({ name: group.name, balance: group.balance, servers: group.servers() }))
+  }
+
+  group (name: string): UpstreamGroupApi {
+    const groups = [...this.namedGroups()]
+    const group = groups.find((g) => g.name === name)
+    if (group === undefined) throw new FST_WS_PROXY_UNKNOWN_GROUP(JSON.stringify(name), groups.map((g) => g.name).join(', ') || 'none')
+    return group
+  }
 }
 
 function passThroughParser (_req: unknown, _payload: unknown, done: (err: null) => void): void {
@@ -108,8 +149,12 @@ const plugin: FastifyPluginCallback<WsProxyOptions> = (fastify, options, done) =
   const sweeper = new Sweeper(shortestTimer(resolved))
   const wake = (): void => sweeper.wake()
   const limits = new TunnelLimits(resolved.tunnelLimit, resolved.tunnelsPerClient, resolved.retryAfter)
+  const pools = new UpstreamPools(resolved)
+  const groups = new Map<ResolvedGroup, UpstreamGroup>()
+  for (const group of resolved.groups) groups.set(group, new UpstreamGroup(group, pools, fastify.log))
   const runtime: ProxyRuntime = {
-    pools: new UpstreamPools(resolved),
+    pools,
+    groups,
     tunnels: new TunnelSet(limits, totals, resolved.tunnelLogLevel, wake),
     limits,
     uploads: new UploadSet(wake),
@@ -136,7 +181,19 @@ const plugin: FastifyPluginCallback<WsProxyOptions> = (fastify, options, done) =
     releaseUpgradeRouter(fastify.server)
     await runtime.tunnels.drain(resolved.closeGracePeriod)
   })
+  // Health checks and DNS re-resolution start with the server and stop with it.
+  fastify.addHook('onReady', async () => {
+    for (const [options, group] of groups) {
+      if (options.healthCheck !== null) group.tasks.push(new HealthChecks(group, options.healthCheck, fastify.log))
+      if (options.discovery !== null) {
+        const discovery = new Discovery(group, options.discovery, fastify.log)
+        group.tasks.push(discovery)
+        group.refresh = async () => await discovery.resolve()
+      }
+    }
+  })
   fastify.addHook('onClose', async () => {
+    for (const group of groups.values()) group.stop()
     sweeper.stop()
     await runtime.pools.close()
   })

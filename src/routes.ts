@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify'
-import type { Dispatcher, Pool } from 'undici'
-import { FST_WS_PROXY_BAD_PATH, FST_WS_PROXY_BODY_TOO_LARGE, FST_WS_PROXY_UPGRADE_WITH_BODY } from './errors.js'
+import type { Dispatcher } from 'undici'
+import { FST_WS_PROXY_BAD_PATH, FST_WS_PROXY_BODY_TOO_LARGE, FST_WS_PROXY_NO_LIVE_UPSTREAM, FST_WS_PROXY_UPGRADE_WITH_BODY } from './errors.js'
 import { buildRequestHeaders, connectionIntent } from './headers/request-headers.js'
 import type { ResponseHeaderPlan } from './headers/response-headers.js'
 import type { RewriteRule } from './headers/rules.js'
@@ -12,6 +12,8 @@ import { RouteTunnels, type TunnelLimits } from './upgrade/limits.js'
 import { VarContext } from './vars/context.js'
 import type { ResolvedRoute } from './options/resolve.js'
 import type { UpstreamPools } from './upstream/pools.js'
+import type { UpstreamGroup } from './upstream/group.js'
+import type { ResolvedGroup } from './options/groups.js'
 import type { UpgradeClaim } from './upgrade/listener.js'
 import type { TunnelSet } from './upgrade/tunnels.js'
 
@@ -27,13 +29,15 @@ export class RouteProxy implements ExchangeRoute {
   /** The full matched prefix: Fastify's register prefix followed by the route's. */
   readonly fullPrefix: string
   readonly label: string
-  readonly pool: Pool
+  readonly group: UpstreamGroup
+  /** Connection settings of the pools it uses (PoolSpec). */
+  readonly poolKey: string
+  readonly responseHeadLimit: number
   readonly tunnels: TunnelSet
   readonly limits: TunnelLimits
   readonly uploads: UploadSet
   readonly tunnelCount: RouteTunnels
   readonly stats: RouteStats
-  readonly origin: string
   readonly connectTimeout: number
   readonly readTimeout: number
   readonly sendTimeout: number
@@ -43,21 +47,21 @@ export class RouteProxy implements ExchangeRoute {
   readonly pingTimeout: number
   readonly bodyLimit: number
   readonly response: ResponseHeaderPlan
-  // For VarContext: `$proxy_host`, `$upstream_addr`.
+  // For VarContext: `$proxy_host`.
   readonly proxyHost: string
-  readonly upstreamAddr: string
 
   constructor (route: ResolvedRoute, fullPrefix: string, runtime: ProxyRuntime, tunnelCount: RouteTunnels) {
     this.route = route
     this.fullPrefix = fullPrefix
     this.label = fullPrefix
-    this.pool = runtime.pools.get(route.origin, route.connectTimeout, route.socketPath, route.responseHeadLimit)
+    this.group = runtime.groups.get(route.group) as UpstreamGroup
+    this.poolKey = `${route.connectTimeout} ${route.responseHeadLimit}`
+    this.responseHeadLimit = route.responseHeadLimit
     this.tunnels = runtime.tunnels
     this.limits = runtime.limits
     this.uploads = runtime.uploads
     this.tunnelCount = tunnelCount
-    this.origin = route.socketPath === null ? route.origin : `unix:${route.socketPath}`
-    this.stats = new RouteStats(fullPrefix, this.origin)
+    this.stats = new RouteStats(fullPrefix, this.group.name)
     runtime.stats.push(this.stats)
     this.connectTimeout = route.connectTimeout
     this.readTimeout = route.readTimeout
@@ -68,7 +72,6 @@ export class RouteProxy implements ExchangeRoute {
     this.pingTimeout = route.pingTimeout
     this.bodyLimit = route.bodyLimit
     this.proxyHost = route.proxyHost
-    this.upstreamAddr = route.upstreamAddr
     const rules = route.responseRules
     this.response = {
       drop: rules.drop.size === 0 ? null : rules.drop,
@@ -126,6 +129,16 @@ export class RouteProxy implements ExchangeRoute {
     if (upgrading && (request as { ws?: boolean }).ws === true) (request as { ws?: boolean }).ws = false
     const route = this.route
     const vars = route.needsVars ? new VarContext(req, request.id, this) : null
+    const group = this.group
+    const hash = group.single === null ? group.keyHash(vars, request.ip) : 0
+    const server = group.pick(hash, null)
+    if (server === null) {
+      const err = new FST_WS_PROXY_NO_LIVE_UPSTREAM(group.name)
+      this.stats.upstreamError(err)
+      this.refuse(reply, err)
+      return
+    }
+    if (vars !== null) vars.upstreamAddr = server.addr
     const options: Dispatcher.DispatchOptions = {
       path: this.upstreamPath(url),
       method: req.method as Dispatcher.HttpMethod,
@@ -145,6 +158,8 @@ export class RouteProxy implements ExchangeRoute {
       return
     }
     const exchange = new ProxyExchange(this, request, reply, vars)
+    exchange.options = options
+    exchange.hash = hash
     if (options.upgrade !== null && options.upgrade !== undefined) {
       const refusal = this.limits.acquire(this.tunnelCount, request.ip)
       if (refusal !== null) {
@@ -162,7 +177,7 @@ export class RouteProxy implements ExchangeRoute {
       options.body = body
       this.uploads.add(body)
     }
-    this.pool.dispatch(options, exchange)
+    exchange.dispatch(server)
   }
 
   /** Answers a request the proxy refuses itself, counted with the route's answers. */
@@ -199,6 +214,8 @@ function keepProxyHandlers (routeOptions: { handler: unknown, config?: unknown }
 /** The parts of one plugin registration its route proxies share. */
 export interface ProxyRuntime {
   readonly pools: UpstreamPools
+  /** The groups of the registration, by what the options resolved. */
+  readonly groups: ReadonlyMap<ResolvedGroup, UpstreamGroup>
   readonly tunnels: TunnelSet
   readonly limits: TunnelLimits
   readonly uploads: UploadSet

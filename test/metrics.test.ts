@@ -51,7 +51,7 @@ t.test('metrics() counts answers by class, upstream errors, head latency, tunnel
   t.ok(api.responseHead.sum > 0 && api.responseHead.sum < 5)
   t.equal(api.responseHead.counts.at(-1), 4, 'cumulative: every answer is under the last bucket (10 s)')
   t.ok(api.responseHead.counts.every((n, i) => i === 0 || n >= api.responseHead.counts[i - 1]), 'buckets are cumulative')
-  t.same(failing.upstreamErrors, { 'connect-failed': 1, 'connect-timeout': 0, 'read-timeout': 0, 'send-timeout': 0, reset: 0, 'bad-response': 0, aborted: 0 })
+  t.same(failing.upstreamErrors, { 'connect-failed': 1, 'connect-timeout': 0, 'read-timeout': 0, 'send-timeout': 0, reset: 0, 'bad-response': 0, aborted: 0, 'no-live-upstream': 0 })
   t.same(failing.requests['5xx'], 1)
   t.equal(tunnels.requests['1xx'], 1, 'the 101')
   t.equal(tunnels.tunnels.opened, 1)

@@ -96,8 +96,9 @@ t.test('proxy_pass URI semantics and the unix socket form are parsed once', asyn
   t.equal(base.origin, 'https://h')
   t.equal(base.proxyHost, 'h')
   t.equal(rewrite.rewrite, '/x')
-  t.match(unix, { socketPath: '/tmp/s.sock', rewrite: '/u/', proxyHost: 'localhost' })
-  t.match(unixBare, { socketPath: '/tmp/s.sock', rewrite: null })
+  t.match(unix, { group: { servers: [{ socketPath: '/tmp/s.sock', addr: 'unix:/tmp/s.sock' }] }, rewrite: '/u/', proxyHost: 'localhost' })
+  t.match(unixBare, { group: { servers: [{ socketPath: '/tmp/s.sock' }] }, rewrite: null })
+  t.equal(unix.group, unixBare.group, 'routes to one URL share its group')
 })
 
 t.test('route settings win over plugin settings, which win over the defaults', async (t) => {

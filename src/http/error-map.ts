@@ -5,6 +5,7 @@ import {
   FST_WS_PROXY_READ_TIMEOUT,
   FST_WS_PROXY_UPSTREAM_RESET
 } from '../errors.js'
+import type { AttemptFailure } from '../options/upstream-schema.js'
 
 // System errors raised while the connection is being made: nothing reached the upstream.
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ENOENT'])
@@ -39,4 +40,18 @@ export function upstreamError (err: CodedError, origin: string, connectTimeout: 
   // and the assertion's text (undici's source) is no message for a client.
   if (code === 'ERR_ASSERTION') return new FST_WS_PROXY_BAD_RESPONSE(origin, 'malformed response head', cause)
   return new FST_WS_PROXY_UPSTREAM_RESET(origin, code === '' ? err.message : code, cause)
+}
+
+/**
+ * What a failed attempt was, in nginx `proxy_next_upstream` words (null: not the upstream's doing, e.g. a body
+ * over `limits.body`), and whether the request had reached the server (a connection was made).
+ */
+export function attemptFailure (err: CodedError): { kind: AttemptFailure | null, sent: boolean } {
+  const code = err.code ?? ''
+  if (code === 'UND_ERR_CONNECT_TIMEOUT') return { kind: 'timeout', sent: false }
+  if (CONNECT_CODES.has(code) || TLS_VERIFY_CODES.has(code)) return { kind: 'error', sent: false }
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'FST_WS_PROXY_SEND_TIMEOUT') return { kind: 'timeout', sent: true }
+  if (code.startsWith('FST_WS_PROXY_')) return { kind: null, sent: true }
+  const mapped = upstreamError(err, '', 0, 0) as CodedError
+  return { kind: mapped.code === 'FST_WS_PROXY_BAD_RESPONSE' ? 'invalid_header' : 'error', sent: true }
 }

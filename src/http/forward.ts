@@ -11,12 +11,15 @@ import { Tunnel, type TunnelRoute } from '../upgrade/tunnel.js'
 import type { TunnelLimits } from '../upgrade/limits.js'
 import type { TunnelSet } from '../upgrade/tunnels.js'
 import type { VarContext } from '../vars/context.js'
+import type { AttemptFailure } from '../options/upstream-schema.js'
 import type { BodyOwner, RequestBody, UploadSet } from './body.js'
-import { upstreamError } from './error-map.js'
+import { attemptFailure, upstreamError } from './error-map.js'
+import type { UpstreamGroup } from '../upstream/group.js'
+import type { PoolSpec, UpstreamServer } from '../upstream/server.js'
 
 /** What an exchange needs from its route; one object per route, shared by all its requests. */
-export interface ExchangeRoute extends TunnelRoute {
-  readonly connectTimeout: number
+export interface ExchangeRoute extends TunnelRoute, PoolSpec {
+  readonly group: UpstreamGroup
   readonly tunnels: TunnelSet
   readonly uploads: UploadSet
   readonly limits: TunnelLimits
@@ -51,8 +54,16 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
   body: RequestBody | null = null
   /** The client address holding a tunnel slot (an upgrade until its 101 or its failure), else null. */
   slotHolder: string | null = null
-  /** performance.now() at dispatch, for the response-head latency. */
+  /** performance.now() at dispatch, for the response-head latency and the retry time budget. */
   readonly startedAt = performance.now()
+  /** The server of the current (or last) attempt, and whether that attempt still counts in its load. */
+  server!: UpstreamServer
+  inFlight = false
+  /** The request's key hash (hash methods), the servers tried so far (once a retry is considered), the next server. */
+  hash = 0
+  tried: UpstreamServer[] | null = null
+  next: UpstreamServer | null = null
+  options!: Dispatcher.DispatchOptions
 
   constructor (route: ExchangeRoute, request: FastifyRequest, reply: FastifyReply, vars: VarContext | null) {
     this.route = route
@@ -62,6 +73,23 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
     this.res = reply.raw
     this.res[kExchange] = this
     this.res.on('close', resOnClose)
+  }
+
+  /** Sends the request to `server` (first attempt or retry). */
+  dispatch (server: UpstreamServer): void {
+    this.server = server
+    this.inFlight = true
+    this.abortUpstream = null
+    server.active++
+    server.requests++
+    server.pool(this.route).dispatch(this.options, this)
+  }
+
+  /** The attempt ended: it leaves its server's load (least-conn). */
+  endAttempt (): void {
+    if (!this.inFlight) return
+    this.inFlight = false
+    this.server.active--
   }
 
   onConnect (abort: (err?: Error) => void): void {
@@ -74,6 +102,13 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
   onHeaders (statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
     // Interim 1xx answers (103 Early Hints, ...) are not relayed; the final answer follows.
     if (statusCode < 200) return true
+    const group = this.route.group
+    const kind = statusCode < 403 ? undefined : STATUS_FAILURES.get(statusCode)
+    if (kind !== undefined && (group.failOn.has(kind) || group.retryOn.has(kind))) {
+      if (this.statusFailed(kind, statusCode)) return false
+    } else {
+      group.attemptSucceeded(this.server)
+    }
     const res = this.res
     const stats = this.route.stats
     stats.head((performance.now() - this.startedAt) / 1000)
@@ -96,6 +131,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
   }
 
   onComplete (): void {
+    this.endAttempt()
     this.finished = true
     this.releaseSlot()
     this.releaseBody()
@@ -104,7 +140,75 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
 
   onError (err: Error): void {
     if (this.finished) return
-    this.fail(err)
+    this.endAttempt()
+    const next = this.next
+    if (next !== null) {
+      // statusFailed() aborted this attempt for a retry.
+      this.next = null
+      this.dispatch(next)
+      return
+    }
+    const failure = attemptFailure(err)
+    const server = this.server
+    const group = this.route.group
+    group.attemptFailed(server, err, failure.kind)
+    const retry = failure.kind === null ? null : this.nextServer(failure.kind, failure.sent)
+    if (retry === null) {
+      this.fail(err)
+      return
+    }
+    this.request.log.warn({ err, upstream: server.addr, next: retry.addr, attempt: (this.tried as UpstreamServer[]).length, group: group.name },
+      'upstream attempt failed: trying the next server')
+    this.retryOn(retry)
+  }
+
+  /**
+   * An answer whose status the group counts as a failure (`failOn`) or retries (`nextUpstream.on`): counted, and when
+   * another server may be tried the answer is dropped unseen (this attempt is aborted, see onError). True when dropped.
+   */
+  statusFailed (kind: AttemptFailure, statusCode: number): boolean {
+    const group = this.route.group
+    const server = this.server
+    group.attemptFailed(server, new Error(`status ${statusCode}`), kind)
+    const retry = this.nextServer(kind, true)
+    if (retry === null) return false
+    this.request.log.warn({ upstream: server.addr, statusCode, next: retry.addr, attempt: (this.tried as UpstreamServer[]).length, group: group.name },
+      'upstream answered a status that is tried again: trying the next server')
+    this.next = retry
+    this.route.stats.retries++
+    this.retryAddr(retry)
+    ;(this.abortUpstream as (err?: Error) => void)(new Error(`status ${statusCode} tried on the next server`))
+    return true
+  }
+
+  /**
+   * The server for another attempt after one that failed with `kind` (`sent`: the request reached the server),
+   * or null: nginx's proxy_next_upstream rules, bounded by tries and time, and only while the body can be sent again.
+   */
+  nextServer (kind: AttemptFailure, sent: boolean): UpstreamServer | null {
+    const group = this.route.group
+    if (!group.retryOn.has(kind)) return null
+    if (sent && !group.nonIdempotent && NON_IDEMPOTENT.has(this.options.method)) return null
+    // Bodies are streamed, not buffered: once undici has read from one, it cannot be sent again.
+    const body = this.body
+    if (body !== null && (body.destroyed || body.readableDidRead)) return null
+    const tried = this.tried ??= [this.server]
+    if (group.tries > 0 && tried.length >= group.tries) return null
+    if (group.retryTimeout > 0 && performance.now() - this.startedAt >= group.retryTimeout) return null
+    const next = group.pick(this.hash, tried)
+    if (next !== null) tried.push(next)
+    return next
+  }
+
+  retryOn (server: UpstreamServer): void {
+    this.route.stats.retries++
+    this.retryAddr(server)
+    this.dispatch(server)
+  }
+
+  /** nginx `$upstream_addr` lists every server tried, comma-separated. */
+  retryAddr (server: UpstreamServer): void {
+    if (this.vars !== null) this.vars.upstreamAddr += `, ${server.addr}`
   }
 
   /** The upstream answered 101 to an upgrade: relay the 101 head, then tunnel raw bytes. */
@@ -120,6 +224,9 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
     const res = this.res
     const client = this.request.raw.socket
     const route = this.route
+    const server = this.server
+    this.endAttempt()
+    route.group.attemptSucceeded(server)
     route.stats.head((performance.now() - this.startedAt) / 1000)
     // RFC 9110 §7.8: the 101 names the protocol switched to (the upstream's Upgrade, kept); Connection is ours.
     const headers = this.responseHeaders(statusCode, raw, true)
@@ -142,10 +249,10 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
     route.stats.answered(101)
     // The tunnel holds the slot from here on; the set gives it back when the tunnel closes.
     this.slotHolder = null
-    const tunnel = new Tunnel(client, socket, route, this.request.ip, upgradeProtocol(raw), this.request.log, route.tunnels)
+    const tunnel = new Tunnel(client, socket, route, server, this.request.ip, upgradeProtocol(raw), this.request.log, route.tunnels)
     tunnel.start(takeOverClientSocket(client))
     route.tunnels.add(tunnel)
-    this.request.log.debug({ upstream: route.origin }, 'tunnel opened')
+    this.request.log.debug({ upstream: server.label }, 'tunnel opened')
   }
 
   /** The exchange is over: its body, if any, leaves the send-timeout watch. */
@@ -164,7 +271,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
   }
 
   sendStalled (after: number): void {
-    this.giveUp(new FST_WS_PROXY_SEND_TIMEOUT(this.route.origin, after))
+    this.giveUp(new FST_WS_PROXY_SEND_TIMEOUT(this.server.label, after))
   }
 
   /** The proxy ends the exchange itself: through undici when it has the request (its onError follows), else now. */
@@ -205,19 +312,20 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
       for (const name of res.getHeaderNames()) res.removeHeader(name)
       // writeHead stores the reason phrase before validating it: left there, Fastify's 502 would throw again (and hang).
       res.statusMessage = ''
-      const error = new FST_WS_PROXY_BAD_RESPONSE(this.route.origin, (err as Error).message, { cause: err })
+      const error = new FST_WS_PROXY_BAD_RESPONSE(this.server.label, (err as Error).message, { cause: err })
       this.fail(error)
       return error
     }
   }
 
   fail (err: Error): void {
+    this.endAttempt()
     this.finished = true
     this.releaseSlot()
     this.releaseBody()
     const route = this.route
     if (!this.headSent) {
-      const answer = upstreamError(err, route.origin, route.connectTimeout, route.readTimeout)
+      const answer = upstreamError(err, this.server.label, route.connectTimeout, route.readTimeout)
       route.stats.upstreamError(answer)
       route.stats.answered((answer as Error & { statusCode: number }).statusCode)
       // The client is still sending its body: it is read and dropped (see RequestBody), and the connection closed after the answer.
@@ -225,7 +333,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
       this.reply.send(answer)
       return
     }
-    const aborted = new FST_WS_PROXY_RESPONSE_ABORTED(route.origin, err.message, { cause: err })
+    const aborted = new FST_WS_PROXY_RESPONSE_ABORTED(this.server.label, err.message, { cause: err })
     route.stats.upstreamError(aborted)
     this.request.log.warn({ err: aborted }, 'upstream response aborted')
     this.res.destroy()
@@ -238,10 +346,17 @@ function resOnClose (this: ExchangeResponse): void {
   this[kExchange] = undefined
   if (exchange.finished) return
   exchange.finished = true
+  exchange.endAttempt()
   exchange.releaseSlot()
   exchange.releaseBody()
   exchange.abortUpstream?.()
 }
+
+// nginx: the methods not retried once the request reached a server, unless `non_idempotent`.
+const NON_IDEMPOTENT = new Set(['POST', 'LOCK', 'PATCH'])
+
+const STATUS_FAILURES = new Map<number, AttemptFailure>([[500, 'http_500'], [502, 'http_502'], [503, 'http_503'], [504, 'http_504'],
+  [403, 'http_403'], [404, 'http_404'], [429, 'http_429']])
 
 /** The protocol a 101 switched to (its `Upgrade` header), for logs and events. */
 function upgradeProtocol (raw: Buffer[]): string {

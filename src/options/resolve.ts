@@ -5,6 +5,9 @@ import { compileRequestRules, compileResponseRules, compileRewriteRule, compileR
 import type { LookupScope } from '../vars/builtins.js'
 import { MapRegistry } from '../vars/maps.js'
 import type { TunnelLogLevel } from '../telemetry/events.js'
+import { resolveGroups, urlGroup, type ResolvedGroup } from './groups.js'
+import { parseUpstream } from './upstream-url.js'
+import type { TlsOptions } from './upstream-schema.js'
 import { PluginOptionsSchema, PROXIED_METHODS, type LimitOptions, type MetricsRegistry, type PoolOptions, type RouteOptions, type TimeoutOptions, type WsProxyOptions } from './schema.js'
 
 // Compiled once when the module loads; `register` only copies, applies defaults and checks.
@@ -14,11 +17,11 @@ const checker = TypeCompiler.Compile(PluginOptionsSchema)
 export interface ResolvedRoute {
   /** The route's prefix as configured (Fastify's own register prefix is added when routes are registered). */
   readonly prefix: string
-  /** `scheme://host:port` of the upstream: the pool key. */
+  /** `scheme://host:port` as written in `upstream` (a group's name for a group): the base of `proxy_redirect default`. */
   readonly origin: string
-  /** The unix socket the upstream listens on (nginx `http://unix:/path.sock:`), or null for TCP. */
-  readonly socketPath: string | null
-  /** The `Host` sent upstream unless `preserveHost` (nginx `$proxy_host`: host and port as written). */
+  /** Where requests go: a named group, or the one-server group of the URL. */
+  readonly group: ResolvedGroup
+  /** The `Host` sent upstream unless `preserveHost` (nginx `$proxy_host`: host and port as written, or the group's name). */
   readonly proxyHost: string
   /** What replaces the matched prefix in the upstream path; null passes the URI unchanged (nginx `proxy_pass` without URI). */
   readonly rewrite: string | null
@@ -38,8 +41,6 @@ export interface ResolvedRoute {
   readonly xForwarded: boolean
   readonly upgrade: boolean
   readonly methods: readonly string[]
-  /** nginx `$upstream_addr`: `host:port`, or `unix:/path` for a unix socket. */
-  readonly upstreamAddr: string
   /** Compiled request header rules (plugin's and route's merged), or null when there are none. */
   readonly requestRules: RequestHeaderRules | null
   /** Compiled response header rules: names dropped, headers set and added. */
@@ -56,6 +57,8 @@ export interface ResolvedRoute {
 
 export interface ResolvedOptions {
   readonly routes: readonly ResolvedRoute[]
+  /** Every group the routes use (named ones, used or not, and one per upstream URL). */
+  readonly groups: readonly ResolvedGroup[]
   readonly connections: number
   readonly keepAliveTimeout: number
   /** Tunnel caps over the registration (0: none) and the `Retry-After` of their 503. */
@@ -90,6 +93,7 @@ export function resolveOptions (options: unknown): ResolvedOptions {
     own.metrics = { ...metrics, registry: undefined }
     delete (own.metrics as Record<string, unknown>).registry
   }
+  const resolvers = setAsideResolvers(own)
   // Checked before the copy: Value.Clone throws its own uncoded error on a function or a bigint (say a hook from
   // another proxy plugin's options), which the check reports as the bad option it is. Defaults are valid, so
   // checking before they are applied accepts and rejects the same options.
@@ -97,7 +101,29 @@ export function resolveOptions (options: unknown): ResolvedOptions {
   if (first !== undefined) throw invalidOption(first)
   const copy = Value.Clone(own)
   Value.Default(PluginOptionsSchema, copy)
+  for (const [name, resolver] of resolvers) {
+    ((copy as WsProxyOptions).upstreams?.[name].resolve as Record<string, unknown>).resolver = resolver
+  }
   return buildResolved(copy as WsProxyOptions, registry)
+}
+
+/** The `resolve.resolver` functions of the groups, taken out of a shallow copy of the options (like the registry). */
+function setAsideResolvers (own: Record<string, unknown>): Map<string, unknown> {
+  const resolvers = new Map<string, unknown>()
+  const groups = own.upstreams
+  if (groups === null || typeof groups !== 'object') return resolvers
+  const kept: Record<string, unknown> = { ...groups }
+  for (const [name, group] of Object.entries(kept)) {
+    const resolve = (group as { resolve?: unknown } | null)?.resolve
+    if (resolve === null || typeof resolve !== 'object' || !('resolver' in resolve)) continue
+    const { resolver, ...rest } = resolve as Record<string, unknown>
+    if (resolver === undefined) continue
+    if (typeof resolver !== 'function') fail(`upstreams/${name}/resolve/resolver`, 'expected a function (hostname, family) => Promise<string[]>')
+    resolvers.set(name, resolver)
+    kept[name] = { ...(group as object), resolve: rest }
+  }
+  own.upstreams = kept
+  return resolvers
 }
 
 function checkRegistry (registry: unknown): MetricsRegistry {
@@ -161,18 +187,22 @@ function buildResolved (options: WsProxyOptions, registry: MetricsRegistry | nul
   }
 
   const maps = new MapRegistry(options.maps ?? {}, 'maps/')
+  const tls = options.tls ?? null
+  const groups = resolveGroups(options.upstreams ?? {}, { response: false, map: maps.lookup, captures: null }, tls)
+  const targets = new Targets(groups, tls)
   const seen = new Map<string, number>()
   const resolved = routes.map((route, i) => {
     const at = base === '' ? '' : `${base}${i}/`
     const previous = seen.get(route.prefix)
     if (previous !== undefined) fail(`${at}prefix`, `duplicate prefix ${JSON.stringify(route.prefix)} (also routes/${previous}/prefix)`)
     seen.set(route.prefix, i)
-    return resolveRoute(route, at, plugin, maps)
+    return resolveRoute(route, at, plugin, maps, targets)
   })
 
   const metrics = options.metrics
   return Object.freeze({
     routes: Object.freeze(resolved),
+    groups: Object.freeze([...groups.values(), ...targets.urls.values()]),
     connections: plugin.pool.connections,
     keepAliveTimeout: plugin.pool.keepAliveTimeout,
     tunnelLimit: plugin.limits.tunnels ?? 0,
@@ -197,8 +227,39 @@ type Defaulted = WsProxyOptions & {
   upgrade: boolean
 }
 
-function resolveRoute (route: RouteOptions, at: string, plugin: Defaulted, maps: MapRegistry): ResolvedRoute {
-  const { origin, host, path, socketPath } = parseUpstream(route.upstream, `${at}upstream`)
+/** What a route's `upstream` (or `upgradeUpstream`) names: a group, or a URL (one one-server group per origin). */
+class Targets {
+  readonly groups: ReadonlyMap<string, ResolvedGroup>
+  readonly urls = new Map<string, ResolvedGroup>()
+  readonly #tls: TlsOptions | null
+
+  constructor (groups: ReadonlyMap<string, ResolvedGroup>, tls: TlsOptions | null) {
+    this.groups = groups
+    this.#tls = tls
+  }
+
+  resolve (text: string, at: string): { group: ResolvedGroup, origin: string, host: string, path: string | null } {
+    const { origin, host, hostname, path, socketPath } = parseUpstream(text, at)
+    // nginx: a proxy_pass host that names an upstream block means the group.
+    const group = socketPath === null ? this.groups.get(host) : undefined
+    if (group !== undefined) {
+      if (!origin.startsWith(group.scheme + ':')) {
+        fail(at, `group ${JSON.stringify(host)} has ${group.scheme}: servers; name it ${group.scheme}://${host}`)
+      }
+      return { group, origin, host, path }
+    }
+    const key = socketPath ?? origin
+    let url = this.urls.get(key)
+    if (url === undefined) {
+      url = urlGroup(origin, socketPath, hostname, this.#tls)
+      this.urls.set(key, url)
+    }
+    return { group: url, origin, host, path }
+  }
+}
+
+function resolveRoute (route: RouteOptions, at: string, plugin: Defaulted, maps: MapRegistry, targets: Targets): ResolvedRoute {
+  const { group, origin, host, path } = targets.resolve(route.upstream, `${at}upstream`)
   if (path !== null && route.rewritePrefix !== undefined) {
     fail(`${at}rewritePrefix`, 'the upstream URL already has a path, which replaces the prefix (nginx proxy_pass URI); give one or the other')
   }
@@ -207,7 +268,7 @@ function resolveRoute (route: RouteOptions, at: string, plugin: Defaulted, maps:
   const resolved: ResolvedRoute = {
     prefix: route.prefix,
     origin,
-    socketPath,
+    group,
     proxyHost: host,
     rewrite: route.rewritePrefix ?? path,
     connectTimeout: route.timeouts?.connect ?? plugin.timeouts.connect,
@@ -224,22 +285,23 @@ function resolveRoute (route: RouteOptions, at: string, plugin: Defaulted, maps:
     xForwarded: route.xForwarded ?? plugin.xForwarded,
     upgrade: route.upgrade ?? plugin.upgrade,
     methods: Object.freeze([...(route.methods ?? plugin.methods ?? PROXIED_METHODS)]),
-    upstreamAddr: addressOf(origin, socketPath),
     ...rules,
+    // The hash key of the group is a request template too.
+    needsVars: rules.needsVars || group.hash?.constant === null,
     upgradeRoute: null
   }
   if (route.upgradeUpstream === undefined) return Object.freeze(resolved)
-  const target = parseUpstream(route.upgradeUpstream, `${at}upgradeUpstream`)
+  const target = targets.resolve(route.upgradeUpstream, `${at}upgradeUpstream`)
   if (target.path !== null && route.rewritePrefix !== undefined) {
     fail(`${at}rewritePrefix`, 'upgradeUpstream has a path, which replaces the prefix for upgrades; give one or the other')
   }
   const upgradeRoute: ResolvedRoute = Object.freeze({
     ...resolved,
     origin: target.origin,
-    socketPath: target.socketPath,
+    group: target.group,
     proxyHost: target.host,
     rewrite: route.rewritePrefix ?? target.path,
-    upstreamAddr: addressOf(target.origin, target.socketPath)
+    needsVars: rules.needsVars || target.group.hash?.constant === null
   })
   return Object.freeze({ ...resolved, upgradeRoute })
 }
@@ -269,43 +331,4 @@ function resolveHeaderRules (route: RouteOptions, at: string, plugin: Defaulted,
   const written = [...(requestRules === null ? [] : [...requestRules.set, ...requestRules.add, requestRules.host, requestRules.connection, requestRules.upgrade]),
     ...responseRules.set, ...responseRules.add, ...cookieDomain, ...cookiePath, ...redirects.filter((rule) => rule !== 'default')]
   return { requestRules, responseRules, redirects, cookieDomain, cookiePath, needsVars: written.some((rule) => rule?.variable === true) }
-}
-
-/** nginx's `$upstream_addr`: `host:port` with the scheme's default port made explicit, or `unix:/path`. */
-function addressOf (origin: string, socketPath: string | null): string {
-  if (socketPath !== null) return `unix:${socketPath}`
-  const url = new URL(origin)
-  return `${url.hostname}:${url.port === '' ? (url.protocol === 'https:' ? '443' : '80') : url.port}`
-}
-
-interface ParsedUpstream { origin: string, host: string, path: string | null, socketPath: string | null }
-
-// nginx's unix socket form: "http://unix:/path/to.sock:" optionally followed by the URI ("http://unix:/s.sock:/base/").
-const UNIX_UPSTREAM = /^http:\/\/unix:(\/[^:]+):(.*)$/
-
-// nginx proxy_pass: "http://host" has no URI (pass the request URI as is), "http://host/" has one ("/").
-// WHATWG URL cannot tell them apart (both have pathname "/"), so look at the text after the authority.
-function parseUpstream (text: string, path: string): ParsedUpstream {
-  const unix = UNIX_UPSTREAM.exec(text)
-  if (unix !== null) {
-    const uri = unix[2]
-    if (uri !== '' && !uri.startsWith('/')) fail(path, `the URI after the socket path must start with "/", got ${JSON.stringify(uri)}`)
-    if (uri.includes('?') || uri.includes('#')) fail(path, 'the upstream URL must not have a query or fragment')
-    // nginx sends "Host: localhost" to unix socket upstreams.
-    return { origin: 'http://localhost', host: 'localhost', path: uri === '' ? null : uri, socketPath: unix[1] }
-  }
-  if (text.startsWith('http://unix:')) fail(path, `expected "http://unix:/path/to.sock:" followed by an optional URI, got ${JSON.stringify(text)}`)
-  let url: URL
-  try {
-    url = new URL(text)
-  } catch {
-    fail(path, `expected an absolute http: or https: URL, got ${JSON.stringify(text)}`)
-  }
-  if (url.username !== '' || url.password !== '') fail(path, 'credentials in the upstream URL are not supported')
-  if (url.search !== '' || url.hash !== '' || text.includes('?') || text.includes('#')) {
-    fail(path, 'the upstream URL must not have a query or fragment')
-  }
-  const afterScheme = text.slice(text.indexOf('//') + 2)
-  const slash = afterScheme.indexOf('/')
-  return { origin: url.origin, host: url.host, path: slash === -1 ? null : url.pathname, socketPath: null }
 }

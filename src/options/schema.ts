@@ -1,4 +1,5 @@
 import { TUNNEL_LOG_LEVELS } from '../telemetry/events.js'
+import { TlsSchema, UpstreamGroupSchema } from './upstream-schema.js'
 import { Type, type Static, type TObject, type TOptional, type TInteger, type TArray, type TUnion, type TLiteral } from '@sinclair/typebox'
 
 // The schema is the single source of the options: TS types are derived from it, `register` and the CLI
@@ -60,7 +61,7 @@ function timeoutsSchema (withDefaults: boolean): TOptional<TTimeouts> {
 }
 
 function methodsSchema (): TMethods {
-  return Type.Optional(Type.Array(Type.Union(PROXIED_METHODS.map((m) => Type.Literal(m))), {
+  return Type.Optional(Type.Array(Type.Union(PROXIED_METHODS.map((m) => Type.Literal(m)), { title: 'method' }), {
     minItems: 1,
     uniqueItems: true,
     description: 'HTTP methods proxied on the route. Default: every method Node parses except CONNECT.'
@@ -155,7 +156,8 @@ const upstream = Type.String({
   pattern: '^https?://',
   description: 'nginx `proxy_pass`: `http://host:port` passes the request URI unchanged; with a path ' +
     '(`http://host:port/` or `http://host:port/base/`) the matched prefix is replaced by that path. ' +
-    'Unix sockets as in nginx: `http://unix:/path/to.sock:` (+ optional URI); `Host` is then `localhost`.'
+    'Unix sockets as in nginx: `http://unix:/path/to.sock:` (+ optional URI); `Host` is then `localhost`. ' +
+    'A group of `upstreams` is named as a host: `http://name` or `https://name` (its servers\' scheme).'
 })
 
 const rewritePrefix = (description: string) => Type.String({ pattern: '^/[^?#]*$', description })
@@ -237,6 +239,10 @@ export const PluginOptionsSchema = Type.Object({
     description: 'Level of the one line logged per closed tunnel (route, upstream, client, reason, duration, bytes). Default info.'
   })),
   metrics: Type.Optional(MetricsSchema),
+  upstreams: Type.Optional(Type.Record(Type.String(), UpstreamGroupSchema, {
+    description: 'nginx `upstream` groups: name → { servers, balance, ... }. A route names one as `http://name` (+ optional path).'
+  })),
+  tls: Type.Optional(TlsSchema),
   ...inheritable(true)
 }, { additionalProperties: false, description: 'Options of `fastify.register(wsProxyPlugin, options)`.' })
 

@@ -68,6 +68,7 @@ export async function exportMetrics (fastify: FastifyInstance, snapshot: () => M
   counter('upstream_errors_total', 'Upstream failures, by kind.', ['kind'], (r, l, m) => {
     for (const [kind, n] of Object.entries(r.upstreamErrors)) m.inc({ ...l, kind }, n)
   })
+  counter('upstream_retries_total', 'Attempts made again on another server of the group.', [], (r, l, m) => m.inc(l, r.retries))
   const latency = new prom.Histogram({
     name: name('response_head_seconds'),
     help: 'Time from dispatch to the upstream response head (101 included).',

@@ -7,10 +7,11 @@ export const TUNNEL_CLOSE_REASONS: readonly TunnelCloseReason[] = ['client-close
 export const TUNNEL_LIMITS: readonly TunnelLimitName[] = ['global', 'route', 'client']
 
 /** What went wrong with an upstream, by the coded error it became. */
-export type UpstreamErrorKind = 'connect-failed' | 'connect-timeout' | 'read-timeout' | 'send-timeout' | 'reset' | 'bad-response' | 'aborted'
+export type UpstreamErrorKind = 'connect-failed' | 'connect-timeout' | 'read-timeout' | 'send-timeout' | 'reset' | 'bad-response' | 'aborted' |
+  'no-live-upstream'
 
 export const UPSTREAM_ERROR_KINDS: readonly UpstreamErrorKind[] = ['connect-failed', 'connect-timeout', 'read-timeout', 'send-timeout',
-  'reset', 'bad-response', 'aborted']
+  'reset', 'bad-response', 'aborted', 'no-live-upstream']
 
 const KIND_OF_CODE: Record<string, UpstreamErrorKind> = {
   FST_WS_PROXY_CONNECT_FAILED: 'connect-failed',
@@ -19,7 +20,8 @@ const KIND_OF_CODE: Record<string, UpstreamErrorKind> = {
   FST_WS_PROXY_SEND_TIMEOUT: 'send-timeout',
   FST_WS_PROXY_UPSTREAM_RESET: 'reset',
   FST_WS_PROXY_BAD_RESPONSE: 'bad-response',
-  FST_WS_PROXY_RESPONSE_ABORTED: 'aborted'
+  FST_WS_PROXY_RESPONSE_ABORTED: 'aborted',
+  FST_WS_PROXY_NO_LIVE_UPSTREAM: 'no-live-upstream'
 }
 
 export type StatusClass = '1xx' | '2xx' | '3xx' | '4xx' | '5xx'
@@ -37,13 +39,16 @@ export interface LatencyHistogram {
   sum: number
 }
 
-/** The counters of one route toward one upstream (a route with `upgradeUpstream` has two). */
+/** The counters of one route toward one upstream or group (a route with `upgradeUpstream` has two). */
 export interface RouteMetrics {
   readonly route: string
   readonly upstream: string
   /** Answers sent to clients by status class (101 counts as 1xx; the proxy's own 4xx/5xx included). */
   readonly requests: Record<StatusClass, number>
+  /** Answers that failed for good, by kind (attempts retried on another server are not counted here). */
   readonly upstreamErrors: Record<UpstreamErrorKind, number>
+  /** Attempts made again on another server of the group (nginx `proxy_next_upstream`). */
+  readonly retries: number
   /** Time from dispatch to the upstream's response head (101 included). */
   readonly responseHead: LatencyHistogram
   readonly tunnels: {
@@ -82,6 +87,7 @@ export class RouteStats {
   readonly rejected = zeros(TUNNEL_LIMITS)
   opened = 0
   live = 0
+  retries = 0
   /** Bytes of closed tunnels; live ones are summed by the owner at snapshot time. */
   bytesFromClient = 0
   bytesFromUpstream = 0
@@ -118,6 +124,7 @@ export class RouteStats {
       upstream: this.upstream,
       requests: { ...this.requests },
       upstreamErrors: { ...this.upstreamErrors },
+      retries: this.retries,
       responseHead: { buckets: this.latency.buckets, counts: [...this.latency.counts], count: this.latency.count, sum: this.latency.sum },
       tunnels: {
         live: this.live,

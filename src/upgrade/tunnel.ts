@@ -4,6 +4,7 @@ import { kFrames, kPeer, kTunnel } from '../symbols.js'
 import type { RouteStats } from '../telemetry/stats.js'
 import { FrameStream, goingAwayFrame, pingFrame, relayFrames, track, type FrameEvents } from './frames.js'
 import type { RouteTunnels } from './limits.js'
+import type { UpstreamServer } from '../upstream/server.js'
 
 /** Why a tunnel ended, as logged, counted in metrics and given to `tunnelClose` listeners. */
 export type TunnelCloseReason =
@@ -14,8 +15,6 @@ export type TunnelCloseReason =
 export interface TunnelRoute {
   /** The route's full prefix, naming it in logs, metrics and events. */
   readonly label: string
-  /** The upstream origin, as logged. */
-  readonly origin: string
   readonly readTimeout: number
   readonly sendTimeout: number
   readonly idleTimeout: number
@@ -56,6 +55,8 @@ export class Tunnel implements FrameEvents {
   readonly client: Socket
   readonly upstream: Socket
   readonly route: TunnelRoute
+  /** The upstream server it goes to (it counts in the server's load until it closes). */
+  readonly server: UpstreamServer
   /** The client address (Fastify's `request.ip`, so `trustProxy` applies) and the protocol switched to. */
   readonly clientAddress: string
   readonly protocol: string
@@ -87,11 +88,13 @@ export class Tunnel implements FrameEvents {
   #open = 2
   readonly #owner: TunnelOwner
 
-  constructor (client: Socket, upstream: Socket, route: TunnelRoute, clientAddress: string, protocol: string,
+  constructor (client: Socket, upstream: Socket, route: TunnelRoute, server: UpstreamServer, clientAddress: string, protocol: string,
     log: FastifyBaseLogger, owner: TunnelOwner) {
     this.client = client
     this.upstream = upstream
     this.route = route
+    this.server = server
+    server.tunnels++
     this.clientAddress = clientAddress
     this.protocol = protocol
     this.log = log
@@ -217,7 +220,7 @@ export class Tunnel implements FrameEvents {
   }
 
   framesLost (stream: FrameStream): void {
-    this.log.debug({ upstream: this.route.origin, from: stream === this.fromClient ? 'client' : 'upstream' },
+    this.log.debug({ upstream: this.server.label, from: stream === this.fromClient ? 'client' : 'upstream' },
       'tunnel bytes are not WebSocket frames: relayed blind from here on')
     // A close already waiting for a boundary will not find one: fall back to half-closing.
     if (this.closing) {
@@ -269,7 +272,7 @@ function socketOnEnd (this: TunnelSocket): void {
 function socketOnError (this: TunnelSocket, err: Error): void {
   const tunnel = this[kTunnel]
   const fromClient = this === tunnel.client
-  tunnel.log.debug({ err, upstream: tunnel.route.origin }, fromClient ? 'tunnel client socket error' : 'tunnel upstream socket error')
+  tunnel.log.debug({ err, upstream: tunnel.server.label }, fromClient ? 'tunnel client socket error' : 'tunnel upstream socket error')
   tunnel.destroy(fromClient ? 'client-error' : 'upstream-error')
 }
 

@@ -55,7 +55,7 @@ export class TunnelSet implements TunnelOwner, Swept {
     route.stats.live++
     if (this.#events.listenerCount('tunnelOpen') > 0) {
       this.#events.emit('tunnelOpen', {
-        route: route.label, upstream: route.origin, client: tunnel.clientAddress, protocol: tunnel.protocol, openedAt: tunnel.openedAt
+        route: route.label, upstream: tunnel.server.label, client: tunnel.clientAddress, protocol: tunnel.protocol, openedAt: tunnel.openedAt
       })
     }
     this.#wake()
@@ -69,6 +69,7 @@ export class TunnelSet implements TunnelOwner, Swept {
 
   tunnelClosed (tunnel: Tunnel): void {
     this.#live.delete(tunnel)
+    tunnel.server.tunnels--
     const route = tunnel.route
     this.#limits.release(route.tunnelCount, tunnel.clientAddress)
     const reason = tunnel.reason as TunnelCloseReason
@@ -86,7 +87,7 @@ export class TunnelSet implements TunnelOwner, Swept {
     const route = tunnel.route
     const event: TunnelCloseEvent = {
       route: route.label,
-      upstream: route.origin,
+      upstream: tunnel.server.label,
       client: tunnel.clientAddress,
       protocol: tunnel.protocol,
       openedAt: tunnel.openedAt,
@@ -119,8 +120,8 @@ export class TunnelSet implements TunnelOwner, Swept {
       if (expired !== null) {
         const [reason, after] = expired
         const err = reason === 'read-timeout'
-          ? new FST_WS_PROXY_TUNNEL_READ_TIMEOUT(route.origin, after)
-          : new FST_WS_PROXY_TUNNEL_TIMEOUT(route.origin, `${reason} after ${after} ms`)
+          ? new FST_WS_PROXY_TUNNEL_READ_TIMEOUT(tunnel.server.label, after)
+          : new FST_WS_PROXY_TUNNEL_TIMEOUT(tunnel.server.label, `${reason} after ${after} ms`)
         tunnel.log.info({ err, reason }, `tunnel ${reason.replace('-', ' ')}`)
         tunnel.expire(reason, now)
       } else if (route.pingInterval > 0 && !tunnel.pingOutstanding && now - tunnel.pingSentAt >= route.pingInterval) {

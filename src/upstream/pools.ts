@@ -1,51 +1,68 @@
+import { isIP } from 'node:net'
 import { Pool } from 'undici'
+import type { PoolMaker, PoolSpec, UpstreamServer } from './server.js'
 
-/** The undici pool settings shared by every origin of one plugin registration. */
+/** The undici pool settings shared by every server of one plugin registration. */
 export interface PoolSettings {
   readonly connections: number
   readonly keepAliveTimeout: number
 }
 
 /**
- * One keep-alive undici Pool per upstream origin (and connect timeout, unix socket and head size limit: connection settings).
- * Created at register time, closed when Fastify closes.
+ * The keep-alive undici Pools of one plugin registration: one per server and connection settings (connect timeout,
+ * head size limit), made on first use, closed when a server leaves its group or Fastify closes.
  */
-export class UpstreamPools {
-  readonly #pools = new Map<string, Pool>()
+export class UpstreamPools implements PoolMaker {
+  readonly #pools = new Set<Pool>()
   readonly #settings: PoolSettings
 
   constructor (settings: PoolSettings) {
     this.#settings = settings
   }
 
-  get (origin: string, connectTimeout: number, socketPath: string | null, maxHeaderSize: number): Pool {
-    const key = `${origin} ${connectTimeout} ${socketPath ?? ''} ${maxHeaderSize}`
-    let pool = this.#pools.get(key)
-    if (pool === undefined) {
-      pool = new Pool(origin, {
-        connections: this.#settings.connections,
-        pipelining: 1,
-        keepAliveTimeout: this.#settings.keepAliveTimeout,
-        // limits.responseHead: a longer head is refused by undici (UND_ERR_HEADERS_OVERFLOW), a 502.
-        maxHeaderSize,
-        // Timeouts are per request (dispatch options); undici's 300 s defaults never apply.
-        connect: { timeout: connectTimeout, socketPath: socketPath ?? undefined }
-      })
-      this.#pools.set(key, pool)
-    }
+  create (server: UpstreamServer, spec: PoolSpec): Pool {
+    const tls = server.tls
+    const pool = new Pool(server.origin, {
+      connections: this.#settings.connections,
+      pipelining: 1,
+      keepAliveTimeout: this.#settings.keepAliveTimeout,
+      // limits.responseHead: a longer head is refused by undici (UND_ERR_HEADERS_OVERFLOW), a 502.
+      maxHeaderSize: spec.responseHeadLimit,
+      // Timeouts are per request (dispatch options); undici's 300 s defaults never apply.
+      connect: {
+        timeout: spec.connectTimeout,
+        socketPath: server.socketPath ?? undefined,
+        ...(server.origin.startsWith('https:')
+          ? {
+              ca: tls?.ca,
+              cert: tls?.cert,
+              key: tls?.key,
+              rejectUnauthorized: tls?.rejectUnauthorized ?? true,
+              // An address found by `resolve` still presents the certificate of the name it was found under.
+              servername: tls?.servername ?? (isIP(server.hostname) === 0 ? server.hostname : undefined)
+            }
+          : {})
+      }
+    })
+    this.#pools.add(pool)
     return pool
+  }
+
+  async release (pool: Pool): Promise<void> {
+    this.#pools.delete(pool)
+    await pool.close()
   }
 
   /** Open upstream connections over all pools (sockets handed to tunnels are no longer counted). */
   get connected (): number {
     let n = 0
-    for (const pool of this.#pools.values()) n += pool.stats.connected
+    for (const pool of this.#pools) n += pool.stats.connected
     return n
   }
 
   /** Lets in-flight requests finish, then closes every pooled connection. */
   async close (): Promise<void> {
-    const pools = [...this.#pools.values()]
+    const pools = [...this.#pools]
     this.#pools.clear()
     await Promise.all(pools.map((pool) => pool.close()))
   }

@@ -37,7 +37,7 @@ const BUILTINS: Record<string, Expr> = {
 // Only meaningful once the upstream answered: allowed in response header templates alone.
 const RESPONSE_BUILTINS: Record<string, Expr> = {
   upstream_status: (c) => String(c.upstreamStatus),
-  upstream_addr: (c) => c.route.upstreamAddr
+  upstream_addr: (c) => c.upstreamAddr
 }
 
 /** One line per variable, for the README's variables reference (a test keeps it in step with the code). */
@@ -65,7 +65,7 @@ export const VARIABLE_DOCS: ReadonlyArray<readonly [string, string]> = [
   ['$proxy_add_x_forwarded_for', 'the client\'s `X-Forwarded-For` with `$remote_addr` appended'],
   ['$connection_upgrade', '`upgrade` when the client sent `Upgrade`, else `close` (nginx\'s `map $http_upgrade` idiom, built in)'],
   ['$upstream_status', 'response templates only: the upstream\'s status code'],
-  ['$upstream_addr', 'response templates only: `host:port` (or `unix:/path`) of the upstream'],
+  ['$upstream_addr', 'response templates only: `host:port` (or `unix:/path`) of the server that answered; after retries every server tried, `a, b`'],
   ['$upstream_http_<name>', 'response templates only: response header `<name>` from the upstream'],
   ['$1 … $9, $<group>', 'in the value of a regex map key or rewrite rule: the regex\'s numbered and named captures'],
   ['$<map name>', 'the value of a map from `maps`']

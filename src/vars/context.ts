@@ -2,10 +2,8 @@ import type { IncomingMessage } from 'node:http'
 
 /** What a route contributes to variables: fixed at register time. */
 export interface VarRoute {
-  /** nginx `$proxy_host`: the upstream's host and port as written in `upstream`. */
+  /** nginx `$proxy_host`: the upstream's host and port as written in `upstream` (a group's name). */
   readonly proxyHost: string
-  /** nginx `$upstream_addr`: `host:port` of the upstream, or `unix:/path` for a unix socket. */
-  readonly upstreamAddr: string
 }
 
 /**
@@ -21,6 +19,8 @@ export class VarContext {
   /** The upstream's answer, once it arrived: `$upstream_status`, `$upstream_http_<name>`. */
   upstreamStatus = 0
   upstreamHeaders: Buffer[] | null = null
+  /** nginx `$upstream_addr`: `host:port` (or `unix:/path`) of the server picked, every server tried when retried (`a, b`). */
+  upstreamAddr = ''
   #query = -2
 
   constructor (req: IncomingMessage, requestId: string, route: VarRoute) {
