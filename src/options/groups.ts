@@ -73,7 +73,7 @@ function fail (path: string, reason: string): never {
 /** A server's options (defaults applied) checked as a group member at `at` (e.g. `upstreams/api/servers/0/`). */
 export function resolveServer (server: ServerOptions, at: string, scheme: 'http' | 'https' | null): ResolvedServer {
   const parsed = parseUpstream(server.url, `${at}url`)
-  if (parsed.path !== null) fail(`${at}url`, 'a server URL has no path; the route\'s `upstream` gives it (http://group/path)')
+  if (parsed.path !== null && parsed.path !== '/') fail(`${at}url`, 'a server URL has no path; the route\'s `upstream` gives it (http://group/path)')
   const own = parsed.origin.startsWith('https:') ? 'https' : 'http'
   if (scheme !== null && own !== scheme) {
     fail(`${at}url`, `every server of a group uses the same scheme (${scheme}:), got ${JSON.stringify(server.url)}`)
