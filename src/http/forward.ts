@@ -26,6 +26,11 @@ export interface ExchangeRoute extends TunnelRoute, PoolSpec {
   readonly response: ResponseHeaderPlan
 }
 
+/** undici reads a request's TLS server name from its options (not in its types), else from its Host header. */
+export interface TlsDispatchOptions extends Dispatcher.DispatchOptions {
+  servername?: string
+}
+
 interface ExchangeResponse extends ServerResponse {
   [kExchange]?: ProxyExchange
 }
@@ -82,6 +87,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
     this.abortUpstream = null
     server.active++
     server.requests++
+    if (server.sni !== null) (this.options as TlsDispatchOptions).servername = server.sni
     server.pool(this.route).dispatch(this.options, this)
   }
 

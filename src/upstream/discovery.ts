@@ -97,8 +97,9 @@ export class Discovery implements GroupTask {
       const host = address.includes(':') ? `[${address}]` : address
       return new URL(`${scheme}://${host}${named.port === '' ? '' : ':' + named.port}`).origin
     }))
-    const current: UpstreamServer[] = group.members.filter((server) =>
-      server.resolvedFrom === named.hostname || (server.resolvedFrom === null && server.hostname === named.hostname && server.socketPath === null))
+    // The members standing for this name and port: the addresses found for it, or the name itself until then.
+    const current: UpstreamServer[] = group.members.filter((server) => server.socketPath === null && server.hostname === named.hostname &&
+      (server.resolvedFrom === named.hostname || server.resolvedFrom === null) && new URL(server.origin).port === named.port)
     for (const server of current) {
       if (!wanted.delete(server.url)) group.remove(server.url)
     }

@@ -41,7 +41,8 @@ export class HealthChecks implements GroupTask {
       headers: check.headers,
       headersTimeout: check.timeout,
       bodyTimeout: check.timeout,
-      signal: this.#abort.signal
+      signal: this.#abort.signal,
+      ...(server.sni === null ? {} : { servername: server.sni })
     }).then(async (res) => {
       await res.body.dump()
       const [low, high] = check.status

@@ -1,6 +1,16 @@
 import { isIP } from 'node:net'
-import { Pool } from 'undici'
+import { buildConnector, Pool } from 'undici'
 import type { PoolMaker, PoolSpec, UpstreamServer } from './server.js'
+
+/**
+ * Requests carry their server's TLS name (UpstreamServer.sni); an IP address there means "no SNI" (RFC 6066 forbids
+ * one; Node warns), and the certificate is then checked against the address the connection goes to.
+ */
+function withoutAddressSni (connect: buildConnector.connector): buildConnector.connector {
+  return (options, callback) => {
+    connect(isIP(options.servername ?? '') === 0 ? options : { ...options, servername: undefined }, callback)
+  }
+}
 
 /** The undici pool settings shared by every server of one plugin registration. */
 export interface PoolSettings {
@@ -29,20 +39,16 @@ export class UpstreamPools implements PoolMaker {
       // limits.responseHead: a longer head is refused by undici (UND_ERR_HEADERS_OVERFLOW), a 502.
       maxHeaderSize: spec.responseHeadLimit,
       // Timeouts are per request (dispatch options); undici's 300 s defaults never apply.
-      connect: {
-        timeout: spec.connectTimeout,
-        socketPath: server.socketPath ?? undefined,
-        ...(server.origin.startsWith('https:')
-          ? {
-              ca: tls?.ca,
-              cert: tls?.cert,
-              key: tls?.key,
-              rejectUnauthorized: tls?.rejectUnauthorized ?? true,
-              // An address found by `resolve` still presents the certificate of the name it was found under.
-              servername: tls?.servername ?? (isIP(server.hostname) === 0 ? server.hostname : undefined)
-            }
-          : {})
-      }
+      connect: server.sni === null
+        ? { timeout: spec.connectTimeout, socketPath: server.socketPath ?? undefined }
+        : withoutAddressSni(buildConnector({
+          timeout: spec.connectTimeout,
+          socketPath: server.socketPath ?? undefined,
+          ca: tls?.ca,
+          cert: tls?.cert,
+          key: tls?.key,
+          rejectUnauthorized: tls?.rejectUnauthorized ?? true
+        }))
     })
     this.#pools.add(pool)
     return pool

@@ -57,6 +57,12 @@ export class UpstreamServer {
   readonly resolvedFrom: string | null
   /** The group's TLS settings (https servers). */
   readonly tls: TlsOptions | null
+  /**
+   * https: the TLS server name (SNI, and the name the certificate must carry), set on every request: undici would
+   * otherwise take it from the request's Host, which is the group's name or the client's host, not the server's.
+   * An IP address here means no SNI (the certificate is checked against the address). Null for http.
+   */
+  readonly sni: string | null
   weight: number
   maxFails: number
   failTimeout: number
@@ -93,6 +99,7 @@ export class UpstreamServer {
     this.label = server.socketPath === null ? server.origin : `unix:${server.socketPath}`
     this.resolvedFrom = resolvedFrom
     this.tls = tls
+    this.sni = server.origin.startsWith('https:') ? tls?.servername ?? server.hostname : null
     this.weight = server.weight
     this.maxFails = server.maxFails
     this.failTimeout = server.failTimeout
