@@ -154,6 +154,12 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
       this.dispatch(next)
       return
     }
+    // After the head the answer is the client's: nothing can be tried again, and nginx does not hold a failure
+    // to read the rest of a response against the server either.
+    if (this.headSent) {
+      this.fail(err)
+      return
+    }
     const failure = attemptFailure(err)
     const server = this.server
     const group = this.route.group

@@ -141,8 +141,10 @@ export class UpstreamServer {
     this.failures++
     this.lastError = { message: err.message, code: (err as { code?: string }).code ?? null, at: now }
     if (!counted || this.maxFails === 0) return false
-    // Tried again after failTimeout and failed again: out for another failTimeout at once (nginx does the same).
     if (this.retryAt !== 0) {
+      // Already out (a request sent before it was taken out failed too): nothing changes.
+      if (now < this.retryAt) return false
+      // Tried again after failTimeout and failed again: out for another failTimeout at once (nginx does the same).
       this.retryAt = now + this.failTimeout
       return true
     }
