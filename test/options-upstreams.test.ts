@@ -152,3 +152,25 @@ t.test('hash, consistent, retries, health checks and resolve are resolved as giv
   t.same(route.group.discovery, { interval: 30_000, family: 4, resolver })
   t.equal(options.upstreams.api.resolve.resolver, resolver, 'the caller\'s options are left as they were')
 })
+
+t.test('what the options leave out takes its default; an explicit undefined resolver is no resolver', async (t) => {
+  const resolved = resolveOptions({
+    upstreams: {
+      api: { servers: [{ url: 'http://svc:1' }], healthCheck: {}, resolve: { interval: 1000, resolver: undefined } },
+      keyed: { servers: [{ url: 'http://10.0.0.1:1' }], balance: 'hash', hash: '$http_x_room' }
+    },
+    routes: [
+      { prefix: '/a/', upstream: 'http://api' },
+      // Upgrades go to a hash group: the upgrade route needs the request's variables, the route itself does not.
+      { prefix: '/b/', upstream: 'http://api', upgradeUpstream: 'http://keyed' },
+      { prefix: '/c/', upstream: 'http://[::1]:8080' }
+    ]
+  })
+  const [a, b, c] = resolved.routes
+  t.same(a.group.healthCheck, { path: '/', interval: 5000, timeout: 2000, status: [200, 399], passes: 1, fails: 1, headers: {} })
+  t.same(a.group.discovery, { interval: 1000, family: 0, resolver: null })
+  t.equal(b.needsVars, false)
+  t.equal(b.upgradeRoute?.needsVars, true)
+  t.equal(b.upgradeRoute?.group.name, 'keyed')
+  t.match(c.group.servers[0], { hostname: '::1', addr: '[::1]:8080', url: 'http://[::1]:8080' }, 'an IPv6 host name loses its brackets')
+})

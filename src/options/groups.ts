@@ -120,7 +120,6 @@ function resolveGroup (name: string, group: UpstreamGroupOptions, at: string, sc
   if (group.consistent === true && balance !== 'hash' && balance !== 'ip-hash') fail(`${at}consistent`, 'consistent hashing needs balance "hash" or "ip-hash"')
   const check = group.healthCheck
   const discovery = group.resolve
-  if (discovery?.resolver !== undefined && typeof discovery.resolver !== 'function') fail(`${at}resolve/resolver`, 'expected a function (hostname, family) => Promise<string[]>')
   if (discovery !== undefined && servers.every((s) => s.socketPath !== null || isIP(s.hostname) !== 0)) {
     fail(`${at}resolve`, 'no server of the group has a host name to resolve')
   }

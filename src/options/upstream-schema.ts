@@ -50,7 +50,7 @@ export const TlsSchema = Type.Object({
 }, { additionalProperties: false, description: 'TLS settings for `https:` upstreams (HTTP and upgrades alike).' })
 
 export const HealthCheckSchema = Type.Object({
-  path: Type.Optional(Type.String({ pattern: '^/', default: '/', description: 'Path probed with GET. Default `/`.' })),
+  path: Type.Optional(Type.String({ pattern: '^/', description: 'Path probed with GET. Default `/`.' })),
   interval: Type.Optional(ms('Milliseconds between two probes of a server. Default 5000.')),
   timeout: Type.Optional(ms('Milliseconds a probe may take (connect and head). Default 2000.')),
   status: Type.Optional(Type.Tuple([Type.Integer({ minimum: 100, maximum: 599 }), Type.Integer({ minimum: 100, maximum: 599 })], {

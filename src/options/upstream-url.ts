@@ -14,7 +14,7 @@ export interface ParsedUpstream {
 }
 
 function fail (path: string, reason: string): never {
-  throw new FST_WS_PROXY_INVALID_OPTION(path === '' ? '(root)' : path, reason)
+  throw new FST_WS_PROXY_INVALID_OPTION(path, reason)
 }
 
 // nginx's unix socket form: "http://unix:/path/to.sock:" optionally followed by the URI ("http://unix:/s.sock:/base/").

@@ -80,12 +80,7 @@ export class Discovery implements GroupTask {
         this.#log.warn({ group: this.#group.name, hostname: named.hostname, addresses }, 'upstream host name resolved to no usable address: members kept')
         continue
       }
-      try {
-        this.apply(named, addresses)
-      } catch (err) {
-        // e.g. an address whose URL the group refuses: logged, the members stay as they are.
-        this.#log.warn({ group: this.#group.name, hostname: named.hostname, addresses, err }, 'upstream host name resolved to addresses the group refused')
-      }
+      this.apply(named, addresses)
     }
   }
 
@@ -104,6 +99,8 @@ export class Discovery implements GroupTask {
       if (!wanted.delete(server.url)) group.remove(server.url)
     }
     for (const url of wanted) {
+      // Already a member in its own right (e.g. listed by address as well as by name): served once.
+      if (group.find(url) !== undefined) continue
       group.add({ url, weight: named.weight, maxFails: named.maxFails, failTimeout: named.failTimeout, backup: named.backup },
         named.hostname, named.hostname)
     }

@@ -50,15 +50,16 @@ export class HashRing<T extends RingMember> {
 
   constructor (members: readonly T[]) {
     const placed: Array<[number, T]> = []
-    for (const member of members) {
+    // Placed in URL order and sorted stably by position: members sharing a position (rare) keep URL order, so that
+    // every instance orders them alike whatever order they are listed in.
+    for (const member of [...members].sort((a, b) => a.url < b.url ? -1 : 1)) {
       const count = POINTS_PER_WEIGHT * member.weight
       for (let n = 0; n * 4 < count; n++) {
         const digest = createHash('md5').update(`${member.url}-${n}`).digest()
         for (let k = 0; k < 4 && n * 4 + k < count; k++) placed.push([digest.readUInt32LE(k * 4), member])
       }
     }
-    // Equal positions (rare) are ordered by URL, so that every instance orders them alike.
-    placed.sort((a, b) => a[0] - b[0] || (a[1].url < b[1].url ? -1 : a[1].url > b[1].url ? 1 : 0))
+    placed.sort((a, b) => a[0] - b[0])
     this.points = Uint32Array.from(placed, (p) => p[0])
     this.owners = placed.map((p) => p[1])
   }

@@ -48,7 +48,7 @@ export class HealthChecks implements GroupTask {
       const [low, high] = check.status
       this.result(server, res.statusCode >= low && res.statusCode <= high, `status ${res.statusCode}`)
     }, (err: Error) => {
-      this.result(server, false, (err as { code?: string }).code ?? err.message)
+      this.result(server, false, err.message)
     })
   }
 

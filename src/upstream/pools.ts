@@ -8,7 +8,8 @@ import type { PoolMaker, PoolSpec, UpstreamServer } from './server.js'
  */
 function withoutAddressSni (connect: buildConnector.connector): buildConnector.connector {
   return (options, callback) => {
-    connect(isIP(options.servername ?? '') === 0 ? options : { ...options, servername: undefined }, callback)
+    // Requests always name one (see ProxyExchange.dispatch and the health checks).
+    connect(isIP(options.servername as string) === 0 ? options : { ...options, servername: undefined }, callback)
   }
 }
 

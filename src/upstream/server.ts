@@ -13,6 +13,8 @@ export interface ServerInfo {
   readonly state: ServerState
   readonly weight: number
   readonly backup: boolean
+  readonly maxFails: number
+  readonly failTimeout: number
   /** Requests in flight (handshakes included) and open tunnels: what `least-conn` counts. */
   readonly activeRequests: number
   readonly liveTunnels: number
@@ -172,6 +174,8 @@ export class UpstreamServer {
       state: this.state,
       weight: this.weight,
       backup: this.backup,
+      maxFails: this.maxFails,
+      failTimeout: this.failTimeout,
       activeRequests: this.active,
       liveTunnels: this.tunnels,
       requests: this.requests,
