@@ -150,3 +150,48 @@ t.test('a name that resolves to an address also listed on its own is served once
   t.same(api.servers().map((s) => [s.url, s.resolvedFrom]), [[`http://127.0.0.1:${port}`, null]], 'stable')
   t.equal((await request(`${url}/`)).body.toString(), 'a')
 })
+
+t.test('resolve: IPv6 addresses become bracketed members; a round still resolving when the app closes changes nothing', async (t) => {
+  const a = await named(t, 'a')
+  const port = portOf(a)
+  let release: (addresses: string[]) => void = () => {}
+  let calls = 0
+  const app = Fastify()
+  app.register(wsProxyPlugin, {
+    upstreams: {
+      api: {
+        servers: [{ url: `http://svc.internal:${port}` }],
+        resolve: {
+          interval: 60_000,
+          resolver: async () => {
+            // The first round (at start) answers an IPv6 address; the second waits until told.
+            if (++calls === 1) return ['::1']
+            return await new Promise<string[]>((resolve) => { release = resolve })
+          }
+        }
+      }
+    },
+    upstream: 'http://api'
+  })
+  await app.ready()
+  const api = app.wsProxy.group('api')
+  await waitFor(() => api.servers()[0].url !== `http://svc.internal:${port}`, 2000, 'the first round')
+  t.same(api.servers().map((s) => [s.url, s.address, s.resolvedFrom]), [[`http://[::1]:${port}`, `[::1]:${port}`, 'svc.internal']])
+  const round = api.resolve()
+  await waitFor(() => calls === 2, 2000, 'the second round to start')
+  await app.close()
+  release(['127.0.0.1'])
+  await round
+  t.same(api.servers().map((s) => s.url), [`http://[::1]:${port}`], 'an answer after close is not applied')
+})
+
+t.test('resolve: a server on its scheme\'s default port keeps it for its addresses', async (t) => {
+  const { app } = await gateway(t, {
+    upstreams: { api: { servers: [{ url: 'http://svc.internal' }], resolve: { interval: 60_000, resolver: async () => ['127.0.0.9'] } } },
+    upstream: 'http://api'
+  })
+  const api = app.wsProxy.group('api')
+  await api.resolve()
+  await api.resolve()
+  t.same(api.servers().map((s) => [s.url, s.address]), [['http://127.0.0.9', '127.0.0.9:80']], 'one member, stable')
+})

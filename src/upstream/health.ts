@@ -48,7 +48,8 @@ export class HealthChecks implements GroupTask {
       const [low, high] = check.status
       this.result(server, res.statusCode >= low && res.statusCode <= high, `status ${res.statusCode}`)
     }, (err: Error) => {
-      this.result(server, false, err.message)
+      // undici's errors (timeouts, refusals, aborts) all carry a code.
+      this.result(server, false, String((err as Error & { code?: string }).code))
     })
   }
 
