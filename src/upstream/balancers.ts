@@ -6,7 +6,7 @@ import type { UpstreamServer } from './server.js'
 const REHASH_TRIES = 20
 
 function usable (server: UpstreamServer, tried: readonly UpstreamServer[] | null): boolean {
-  return server.available() && (tried === null || !tried.includes(server))
+  return (tried === null || !tried.includes(server)) && server.available()
 }
 
 /**
