@@ -171,7 +171,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
     }
     this.request.log.warn({ err, upstream: server.addr, next: retry.addr, attempt: (this.tried as UpstreamServer[]).length, group: group.name },
       'upstream attempt failed: trying the next server')
-    this.retryOn(retry)
+    this.retryWith(retry)
   }
 
   /**
@@ -212,7 +212,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
     return next
   }
 
-  retryOn (server: UpstreamServer): void {
+  retryWith (server: UpstreamServer): void {
     this.route.stats.retries++
     this.retryAddr(server)
     this.dispatch(server)
