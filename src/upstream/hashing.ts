@@ -74,6 +74,7 @@ export class HashRing<T extends RingMember> {
       if (points[mid] < hash) lo = mid + 1
       else hi = mid
     }
-    return lo === points.length ? 0 : lo
+    // Past the last point the ring wraps around to the first.
+    return lo % points.length
   }
 }
