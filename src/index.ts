@@ -188,7 +188,7 @@ const plugin: FastifyPluginCallback<WsProxyOptions> = (fastify, options, done) =
       if (options.discovery !== null) {
         const discovery = new Discovery(group, options.discovery, fastify.log)
         group.tasks.push(discovery)
-        group.refresh = async () => await discovery.resolve()
+        group.discovery = discovery
       }
     }
   })

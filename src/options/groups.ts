@@ -154,20 +154,9 @@ function resolveGroup (name: string, group: UpstreamGroupOptions, at: string, sc
 }
 
 /** The one-server group of a route that names a URL: nginx's defaults, with retries and failure marking moot. */
-export function urlGroup (origin: string, socketPath: string | null, hostname: string, pluginTls: TlsOptions | null): ResolvedGroup {
-  const url = socketPath === null ? origin : `http://unix:${socketPath}:`
-  const server: ResolvedServer = Object.freeze({
-    url,
-    origin,
-    socketPath,
-    hostname,
-    addr: addressOf(origin, socketPath),
-    weight: 1,
-    maxFails: 0,
-    failTimeout: UPSTREAM_DEFAULTS.failTimeout,
-    backup: false,
-    down: false
-  })
+export function urlGroup (origin: string, socketPath: string | null, pluginTls: TlsOptions | null): ResolvedGroup {
+  // The URL was checked with its route; its origin (or socket) is a valid server URL.
+  const server = resolveServer({ url: socketPath === null ? origin : `http://unix:${socketPath}:`, maxFails: 0 }, '', null)
   return Object.freeze({
     name: socketPath === null ? origin : `unix:${socketPath}`,
     named: false,

@@ -239,7 +239,7 @@ class Targets {
   }
 
   resolve (text: string, at: string): { group: ResolvedGroup, origin: string, host: string, path: string | null } {
-    const { origin, host, hostname, path, socketPath } = parseUpstream(text, at)
+    const { origin, host, path, socketPath } = parseUpstream(text, at)
     // nginx: a proxy_pass host that names an upstream block means the group.
     const group = socketPath === null ? this.groups.get(host) : undefined
     if (group !== undefined) {
@@ -251,7 +251,7 @@ class Targets {
     const key = socketPath ?? origin
     let url = this.urls.get(key)
     if (url === undefined) {
-      url = urlGroup(origin, socketPath, hostname, this.#tls)
+      url = urlGroup(origin, socketPath, this.#tls)
       this.urls.set(key, url)
     }
     return { group: url, origin, host, path }

@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { Type, type Static } from '@sinclair/typebox'
 import { FST_WS_PROXY_INVALID_OPTION } from '../errors.js'
+import { invalidOption } from '../options/resolve.js'
 import { resolveServer, type ResolvedGroup, type ResolvedServer } from '../options/groups.js'
 import { ServerSchema, type AttemptFailure, type BalanceMethod, type ServerOptions, type TlsOptions } from '../options/upstream-schema.js'
 import type { VarContext } from '../vars/context.js'
@@ -72,8 +73,8 @@ export class UpstreamGroup implements UpstreamGroupApi {
   /** The group's only server when it has one and no backup: picked without a scan. */
   single: UpstreamServer | null = null
   readonly tasks: GroupTask[] = []
-  /** DNS re-resolution, when the group has `resolve`. */
-  refresh: (() => Promise<void>) | null = null
+  /** DNS re-resolution, when the group has `resolve` (also one of its tasks). */
+  discovery: { resolve (): Promise<void> } | null = null
   readonly #maker: PoolMaker
   readonly #log: FastifyBaseLogger
 
@@ -145,7 +146,7 @@ export class UpstreamGroup implements UpstreamGroupApi {
   add (options: ServerOptions, resolvedFrom: string | null = null, hostname?: string): ServerInfo {
     const at = `upstreams/${this.name}/servers/+/`
     const first = serverChecker.Errors(options).First()
-    if (first !== undefined) throw new FST_WS_PROXY_INVALID_OPTION(`${at}${first.path.slice(1)}`, first.message.charAt(0).toLowerCase() + first.message.slice(1))
+    if (first !== undefined) throw invalidOption({ ...first, path: `/${at}${first.path.slice(1)}` })
     let resolved: ResolvedServer = resolveServer(options, at, this.scheme)
     if (hostname !== undefined) resolved = { ...resolved, hostname }
     if (this.members.some((server) => server.url === resolved.url)) throw new FST_WS_PROXY_INVALID_OPTION(`${at}url`, `${resolved.url} is already in the group`)
@@ -175,9 +176,7 @@ export class UpstreamGroup implements UpstreamGroupApi {
 
   update (url: string, changes: ServerUpdate): boolean {
     const first = updateChecker.Errors(changes).First()
-    if (first !== undefined) {
-      throw new FST_WS_PROXY_INVALID_OPTION(`upstreams/${this.name}/servers/${url}${first.path}`, first.message.charAt(0).toLowerCase() + first.message.slice(1))
-    }
+    if (first !== undefined) throw invalidOption({ ...first, path: `/upstreams/${this.name}/servers/${url}${first.path}` })
     const server = this.find(url)
     if (server === undefined) return false
     if (changes.weight !== undefined) server.weight = changes.weight
@@ -192,7 +191,7 @@ export class UpstreamGroup implements UpstreamGroupApi {
   }
 
   async resolve (): Promise<void> {
-    if (this.refresh !== null) await this.refresh()
+    if (this.discovery !== null) await this.discovery.resolve()
   }
 
   stop (): void {
