@@ -13,6 +13,7 @@ import { UpstreamPools } from './upstream/pools.js'
 import { Discovery } from './upstream/discovery.js'
 import { UpstreamGroup, type UpstreamGroupApi } from './upstream/group.js'
 import { HealthChecks } from './upstream/health.js'
+import { registerHealthRoutes, type ReadinessSource } from './lifecycle/health-endpoints.js'
 import type { ServerInfo } from './upstream/server.js'
 import { FST_WS_PROXY_UNKNOWN_GROUP } from './errors.js'
 import type { ResolvedGroup } from './options/groups.js'
@@ -23,7 +24,7 @@ import { TunnelSet } from './upgrade/tunnels.js'
 export type {
   WsProxyOptions, RouteOptions, TimeoutOptions, PoolOptions, ProxiedMethod,
   RequestHeaderOptions, ResponseHeaderOptions, RewriteRuleOptions, MapOptions,
-  PingOptions, LimitOptions, RouteLimitOptions, MetricsOptions, MetricsRegistry
+  PingOptions, LimitOptions, RouteLimitOptions, MetricsOptions, MetricsRegistry, HealthOptions
 } from './options/schema.js'
 export type {
   ServerOptions, TlsOptions, HealthCheckOptions, NextUpstreamOptions, ResolveOptions, UpstreamGroupOptions, BalanceMethod,
@@ -34,8 +35,9 @@ export type { ServerInfo, ServerState } from './upstream/server.js'
 export type { UpstreamGroupApi, ServerUpdate } from './upstream/group.js'
 export {
   PluginOptionsSchema, RouteSchema, PoolSchema, RequestHeadersSchema, ResponseHeadersSchema, MapSchema, DEFAULTS,
-  PingSchema, PluginLimitsSchema, RouteLimitsSchema, MetricsSchema
+  PingSchema, PluginLimitsSchema, RouteLimitsSchema, MetricsSchema, HealthSchema
 } from './options/schema.js'
+export type { Readiness } from './lifecycle/health-endpoints.js'
 export type { WsProxyEvents, TunnelOpenEvent, TunnelCloseEvent, TunnelLogLevel } from './telemetry/events.js'
 export type { MetricsSnapshot, RouteMetrics, LatencyHistogram, StatusClass, UpstreamErrorKind } from './telemetry/stats.js'
 export type { TunnelLimitName } from './upgrade/limits.js'
@@ -72,8 +74,10 @@ declare module 'fastify' {
 }
 
 /** The registrations one `wsProxy` decoration sums over. */
-class ProxyStateTotals extends EventEmitter<WsProxyEvents> implements WsProxyState {
+class ProxyStateTotals extends EventEmitter<WsProxyEvents> implements WsProxyState, ReadinessSource {
   readonly registrations: ProxyRuntime[] = []
+  /** Set when `app.close()` begins: readiness answers 503 from then on. */
+  draining = false
   /** Set once metrics are exported: binds a route's latency histogram. */
   attachLatency: ((route: RouteStats) => void) | null = null
 
@@ -101,10 +105,12 @@ class ProxyStateTotals extends EventEmitter<WsProxyEvents> implements WsProxySta
     return { routes }
   }
 
+  * allGroups (): Generator<UpstreamGroup> {
+    for (const registration of this.registrations) yield * registration.groups.values()
+  }
+
   * namedGroups (): Generator<UpstreamGroup> {
-    for (const registration of this.registrations) {
-      for (const group of registration.groups.values()) if (group.named) yield group
-    }
+    for (const group of this.allGroups()) if (group.named) yield group
   }
 
   upstreams (): UpstreamGroupInfo[] {
@@ -178,9 +184,11 @@ const plugin: FastifyPluginCallback<WsProxyOptions> = (fastify, options, done) =
   // preClose runs before the server stops (Fastify already answers new requests 503): live tunnels get their
   // grace period to close cleanly, as server.close() would otherwise wait for them forever.
   fastify.addHook('preClose', async () => {
+    totals.draining = true
     releaseUpgradeRouter(fastify.server)
     await runtime.tunnels.drain(resolved.closeGracePeriod)
   })
+  if (resolved.health !== null) registerHealthRoutes(fastify, resolved.health, totals)
   // Health checks and DNS re-resolution start with the server and stop with it.
   fastify.addHook('onReady', async () => {
     for (const [options, group] of groups) {

@@ -1,8 +1,11 @@
-import { readFile } from 'node:fs/promises'
+import { readFile, rm, writeFile } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
+import { availableParallelism } from 'node:os'
 import { parseArgs } from 'node:util'
-import { checkGatewayConfig, type CheckedGatewayConfig } from './config.js'
-import { closeOnSignals, startGateway } from './start.js'
+import { checkGatewayConfig, loadGatewayConfig, withOverrides, type CheckedGatewayConfig, type ListenOverrides } from './config.js'
+import { drainOnSignals, startGateway } from './start.js'
+import { PrimaryLog } from './primary-log.js'
+import { Supervisor } from './supervisor.js'
 import { startDemoUpstream } from '../demo/upstream.js'
 
 const HELP = `fastify-ws-proxy: an HTTP/1.1 + WebSocket reverse proxy gateway (Fastify + undici)
@@ -10,14 +13,20 @@ const HELP = `fastify-ws-proxy: an HTTP/1.1 + WebSocket reverse proxy gateway (F
 Usage:
   fastify-ws-proxy --config gateway.json    run a gateway from a JSON config
   fastify-ws-proxy --check --config FILE    validate the config and exit (like nginx -t)
+  fastify-ws-proxy --reload --config FILE   validate FILE, then make the running gateway reload it (like nginx -s reload)
   fastify-ws-proxy --demo                   run a gateway in front of a built-in demo upstream
 
 Options:
   -c, --config FILE   JSON config: the plugin's options (routes, timeouts, ...) plus
-                      "listen": { "host", "port" } and "logLevel"; see README "Options"
+                      "listen": { "host", "port" }, "server", "pidFile" and "logLevel"; see README "Options"
       --host HOST     override listen.host (default 127.0.0.1)
   -p, --port PORT     override listen.port (default 8080; 0 = any free port)
+  -w, --workers N     worker processes: a number, or "auto" (one per core; the default with --config).
+                      1 runs a single process (the default with --demo); more run a cluster that
+                      reloads on SIGHUP without dropping requests
+      --pid-file FILE write the gateway's pid here (overrides "pidFile"); --reload reads it
       --check         validate only: print "config ok" or the error, exit 0 or 1
+      --reload        validate the config, then send SIGHUP to the pid in its pid file
       --demo          start the demo upstream (HTTP + WebSocket echo) and proxy it
   -h, --help          this help
 
@@ -31,6 +40,7 @@ Example config:
 /** Runs the CLI; resolves with the exit code, or -1 when a gateway keeps running (until a signal). */
 export async function main (argv: string[]): Promise<number> {
   let args
+  let workers: number | null
   try {
     args = parseArgs({
       args: argv,
@@ -38,11 +48,15 @@ export async function main (argv: string[]): Promise<number> {
         config: { type: 'string', short: 'c' },
         host: { type: 'string' },
         port: { type: 'string', short: 'p', default: process.env.PORT },
+        workers: { type: 'string', short: 'w' },
+        'pid-file': { type: 'string' },
         check: { type: 'boolean' },
+        reload: { type: 'boolean' },
         demo: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' }
       }
     }).values
+    workers = parseWorkers(args.workers)
   } catch (err) {
     process.stderr.write(`error: ${(err as Error).message}\n\n${HELP}`)
     return 2
@@ -51,50 +65,124 @@ export async function main (argv: string[]): Promise<number> {
     process.stdout.write(HELP)
     return 0
   }
-  if (args.demo === true) return runDemo(args.host, args.port)
-  if (args.config === undefined) {
+  const overrides: ListenOverrides = { host: args.host, port: args.port }
+  if (args.demo === true) return await runDemo(overrides, workers ?? 1)
+  const file = args.config
+  if (file === undefined) {
     process.stderr.write(`error: --config FILE or --demo is required\n\n${HELP}`)
     return 2
   }
   let config: CheckedGatewayConfig
   try {
-    const parsed: unknown = JSON.parse(await readFile(args.config, 'utf8'))
-    config = checkGatewayConfig(withOverrides(parsed, args.host, args.port))
-    if (args.check === true) {
-      const { resolveOptions } = await import('../options/resolve.js')
-      resolveOptions(config.proxy)
-      process.stdout.write(`config ok: ${args.config}\n`)
-      return 0
-    }
-  } catch (err) {
-    process.stderr.write(`error: ${args.config}: ${(err as Error).message}\n`)
-    return 1
-  }
-  try {
-    const app = await startGateway(config)
-    closeOnSignals(app)
+    config = await loadGatewayConfig(file, overrides)
   } catch (err) {
     process.stderr.write(`error: ${(err as Error).message}\n`)
     return 1
   }
-  return -1
+  if (args['pid-file'] !== undefined) config.pidFile = args['pid-file']
+  if (args.check === true) {
+    process.stdout.write(`config ok: ${file}\n`)
+    return 0
+  }
+  if (args.reload === true) return await signalReload(config.pidFile)
+  const load = async (): Promise<CheckedGatewayConfig> => {
+    const fresh = await loadGatewayConfig(file, overrides)
+    fresh.pidFile = config.pidFile
+    return fresh
+  }
+  return (await run(config, workers ?? availableParallelism(), load)).code
 }
 
-function withOverrides (parsed: unknown, host: string | undefined, port: string | undefined): unknown {
-  if (parsed === null || typeof parsed !== 'object' || (host === undefined && port === undefined)) return parsed
-  const config = parsed as { listen?: Record<string, unknown> }
-  const listen = { ...config.listen }
-  if (host !== undefined) listen.host = host
-  if (port !== undefined) listen.port = Number(port)
-  return { ...config, listen }
+function parseWorkers (value: string | undefined): number | null {
+  if (value === undefined) return null
+  if (value === 'auto') return availableParallelism()
+  const n = Number(value)
+  if (!Number.isInteger(n) || n < 1 || n > 1024) throw new Error(`--workers: expected "auto" or an integer from 1 to 1024, got ${JSON.stringify(value)}`)
+  return n
 }
 
-async function runDemo (host: string | undefined, port: string | undefined): Promise<number> {
-  const upstream = await startDemoUpstream()
-  const config = checkGatewayConfig(withOverrides({ upstream: upstream.url, logLevel: 'info' }, host, port))
+/** Runs the gateway, one process or a cluster, until a signal; -1, or 1 when it cannot start. */
+async function run (config: CheckedGatewayConfig, workers: number, load: () => Promise<CheckedGatewayConfig>,
+  extra?: () => Promise<void>): Promise<{ code: number, port: number }> {
+  const cleanUp = async (): Promise<void> => {
+    await removePidFile(config.pidFile)
+    await extra?.()
+  }
+  try {
+    if (config.pidFile !== null) await writeFile(config.pidFile, `${process.pid}\n`)
+    const port = workers === 1 ? await runSingle(config, cleanUp) : await runCluster(config, workers, load, cleanUp)
+    return { code: -1, port }
+  } catch (err) {
+    process.stderr.write(`error: ${(err as Error).message}\n`)
+    await cleanUp()
+    return { code: 1, port: 0 }
+  }
+}
+
+async function runSingle (config: CheckedGatewayConfig, cleanUp: () => Promise<void>): Promise<number> {
   const app = await startGateway(config)
-  closeOnSignals(app, () => upstream.close())
-  const base = `http://${config.host}:${(app.server.address() as AddressInfo).port}`
+  drainOnSignals(app, config, cleanUp)
+  process.on('SIGHUP', () => app.log.warn('SIGHUP ignored: reloading needs a cluster (--workers 2 or more); this gateway runs one process'))
+  return (app.server.address() as AddressInfo).port
+}
+
+/** The cluster primary: it supervises the workers, reloads on SIGHUP and drains them on SIGINT/SIGTERM. */
+async function runCluster (config: CheckedGatewayConfig, workers: number, load: () => Promise<CheckedGatewayConfig>,
+  cleanUp: () => Promise<void>): Promise<number> {
+  const log = new PrimaryLog(config.logLevel)
+  const supervisor = new Supervisor({ workers, load, log })
+  await supervisor.start(config)
+  const reload = (): void => {
+    log.info({ signal: 'SIGHUP' }, 'reloading the config')
+    supervisor.reload().catch(/* c8 ignore next: reload() reports its failures itself */ () => {})
+  }
+  const stop = (signal: string): void => {
+    process.removeListener('SIGINT', stop)
+    process.removeListener('SIGTERM', stop)
+    process.removeListener('SIGHUP', reload)
+    log.info({ signal }, 'closing the gateway: the workers drain')
+    supervisor.stop().then(cleanUp).then(() => {
+      log.info({}, 'every worker has exited')
+      process.exit(0)
+    }, /* c8 ignore next 4: stop() waits for exits and cannot fail; removing the pid file could */ (err: unknown) => {
+      log.error({ error: (err as Error).message }, 'closing failed')
+      process.exit(1)
+    })
+  }
+  process.on('SIGHUP', reload)
+  process.on('SIGINT', stop)
+  process.on('SIGTERM', stop)
+  return supervisor.port
+}
+
+/** `--reload`: the config is valid (checked above); signal the running gateway named by the pid file. */
+async function signalReload (pidFile: string | null): Promise<number> {
+  if (pidFile === null) {
+    process.stderr.write('error: --reload needs the running gateway\'s pid file: "pidFile" in the config, or --pid-file\n')
+    return 1
+  }
+  try {
+    const pid = Number((await readFile(pidFile, 'utf8')).trim())
+    if (!Number.isInteger(pid) || pid <= 0) throw new Error(`${pidFile} holds no pid`)
+    process.kill(pid, 'SIGHUP')
+    process.stdout.write(`reload signalled: SIGHUP sent to pid ${pid}\n`)
+    return 0
+  } catch (err) {
+    process.stderr.write(`error: ${(err as Error).message}\n`)
+    return 1
+  }
+}
+
+async function removePidFile (pidFile: string | null): Promise<void> {
+  if (pidFile !== null) await rm(pidFile, { force: true })
+}
+
+async function runDemo (overrides: ListenOverrides, workers: number): Promise<number> {
+  const upstream = await startDemoUpstream()
+  const config = checkGatewayConfig(withOverrides({ upstream: upstream.url, logLevel: 'info' }, overrides))
+  const { code, port } = await run(config, workers, async () => config, async () => { await upstream.close() })
+  if (code !== -1) return code
+  const base = `http://${config.host}:${port}`
   process.stdout.write(`
 fastify-ws-proxy demo: gateway ${base}  ->  demo upstream ${upstream.url}
 

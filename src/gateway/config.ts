@@ -1,9 +1,10 @@
+import { readFile } from 'node:fs/promises'
 import { Type, type Static } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { Value } from '@sinclair/typebox/value'
 import { FST_WS_PROXY_INVALID_OPTION } from '../errors.js'
 import { PluginOptionsSchema, type WsProxyOptions } from '../options/schema.js'
-import { invalidOption } from '../options/resolve.js'
+import { invalidOption, resolveOptions } from '../options/resolve.js'
 
 /** The standalone gateway's JSON config: the plugin's options plus where to listen, the server's client limits and how much to log. */
 const GatewayConfigSchema = Type.Object({
@@ -16,6 +17,7 @@ const GatewayConfigSchema = Type.Object({
     maxHeaderSize: Type.Optional(Type.Integer({ minimum: 1024, default: 16_384, description: 'nginx `large_client_header_buffers`: most bytes of a client request head; beyond it Node answers 431. Default 16384.' })),
     headersTimeout: Type.Optional(Type.Integer({ minimum: 1, default: 60_000, description: 'nginx `client_header_timeout`: milliseconds a client has to send its whole request head; then Node answers 408 (slowloris). Default 60000.' }))
   }, { additionalProperties: false, default: {}, description: 'Client-side limits of the gateway\'s HTTP server (Node server options, see "Limits").' })),
+  pidFile: Type.Optional(Type.String({ minLength: 1, description: 'nginx `pid`: the primary process writes its pid here; `--reload` signals it. Default: none.' })),
   logLevel: Type.Optional(Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), {
     default: 'info', description: 'Fastify (pino) log level. Default info.'
   }))
@@ -30,6 +32,7 @@ export interface CheckedGatewayConfig {
   port: number
   logLevel: string
   server: { maxHeaderSize: number, headersTimeout: number }
+  pidFile: string | null
   proxy: WsProxyOptions
 }
 
@@ -43,8 +46,39 @@ export function checkGatewayConfig (value: unknown): CheckedGatewayConfig {
   const first = checker.Errors(copy).First()
   if (first !== undefined) throw invalidOption(first)
   // The schema's defaults have filled listen.host, listen.port and logLevel.
-  const { listen, logLevel, server, ...proxy } = copy as GatewayConfig & {
+  const { listen, logLevel, server, pidFile, ...proxy } = copy as GatewayConfig & {
     listen: { host: string, port: number }, logLevel: string, server: CheckedGatewayConfig['server']
   }
-  return { host: listen.host, port: listen.port, logLevel, server, proxy }
+  return { host: listen.host, port: listen.port, logLevel, server, pidFile: pidFile ?? null, proxy }
+}
+
+/** Command-line values that replace the config's `listen`. */
+export interface ListenOverrides {
+  host?: string | undefined
+  port?: string | undefined
+}
+
+/**
+ * Reads, parses and fully validates a config file, the cross-field rules of `register` included (what `--check`,
+ * start-up and every reload do); throws with the file name and the option path.
+ */
+export async function loadGatewayConfig (file: string, overrides: ListenOverrides = {}): Promise<CheckedGatewayConfig> {
+  try {
+    const parsed: unknown = JSON.parse(await readFile(file, 'utf8'))
+    const config = checkGatewayConfig(withOverrides(parsed, overrides))
+    resolveOptions(config.proxy)
+    return config
+  } catch (err) {
+    throw new Error(`${file}: ${(err as Error).message}`, { cause: err })
+  }
+}
+
+/** Applies `--host`/`--port` (and `PORT`) over the config's `listen`. */
+export function withOverrides (parsed: unknown, { host, port }: ListenOverrides): unknown {
+  if (parsed === null || typeof parsed !== 'object' || (host === undefined && port === undefined)) return parsed
+  const config = parsed as { listen?: Record<string, unknown> }
+  const listen = { ...config.listen }
+  if (host !== undefined) listen.host = host
+  if (port !== undefined) listen.port = Number(port)
+  return { ...config, listen }
 }

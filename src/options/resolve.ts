@@ -69,6 +69,8 @@ export interface ResolvedOptions {
   readonly tunnelLogLevel: TunnelLogLevel
   /** The prom-client export, or null when `metrics` is not set. */
   readonly metrics: { registry: MetricsRegistry | null, path: string | null, prefix: string } | null
+  /** The health endpoints' paths (null: that route is off), or null when `health` is not set. */
+  readonly health: { live: string | null, ready: string | null } | null
 }
 
 function optionError (path: string, reason: string): Error {
@@ -211,7 +213,9 @@ function buildResolved (options: WsProxyOptions, registry: MetricsRegistry | nul
     closeGracePeriod: plugin.closeGracePeriod,
     tunnelLogLevel: plugin.tunnelLogLevel,
     // The schema's default has filled `prefix`.
-    metrics: metrics === undefined ? null : { registry, path: metrics.path ?? null, prefix: metrics.prefix as string }
+    metrics: metrics === undefined ? null : { registry, path: metrics.path ?? null, prefix: metrics.prefix as string },
+    // The schema's defaults have filled both paths.
+    health: options.health === undefined ? null : { live: options.health.live || null, ready: options.health.ready || null }
   })
 }
 

@@ -215,6 +215,20 @@ export const MetricsSchema = Type.Object({
   prefix: Type.Optional(Type.String({ pattern: '^[a-zA-Z_:][a-zA-Z0-9_:]*$', default: 'fastify_ws_proxy_', description: 'Metric name prefix. Default `fastify_ws_proxy_`.' }))
 }, { additionalProperties: false, description: 'Export metrics through prom-client (tunnels, bytes, requests, upstream errors, head latency).' })
 
+export const HealthSchema = Type.Object({
+  live: Type.Optional(Type.Union([Type.String({ pattern: '^/' }), Type.Literal(false)], {
+    title: 'path | false',
+    default: '/healthz',
+    description: 'Liveness: `GET` answers 200 `{"status":"live"}` while the process serves requests, draining included. `false`: no route. Default `/healthz`.'
+  })),
+  ready: Type.Optional(Type.Union([Type.String({ pattern: '^/' }), Type.Literal(false)], {
+    title: 'path | false',
+    default: '/readyz',
+    description: 'Readiness: `GET` answers 200 `{"status":"ready"}`, or 503 `{"status":"draining"}` from the moment `app.close()` begins, ' +
+      'or 503 `{"status":"no-live-upstream","groups":[...]}` while a group has no server up. `false`: no route. Default `/readyz`.'
+  }))
+}, { additionalProperties: false, description: 'The proxy\'s own health endpoints for balancers and orchestrators (Kubernetes probes). Off unless set; `{}` serves both at their default paths.' })
+
 export const PluginOptionsSchema = Type.Object({
   routes: Type.Optional(Type.Array(RouteSchema, { minItems: 1, description: 'The proxied locations. Use this, or the single-route shorthand `upstream` (+ `rewritePrefix`).' })),
   upstream: Type.Optional(upstream),
@@ -243,6 +257,7 @@ export const PluginOptionsSchema = Type.Object({
     description: 'nginx `upstream` groups: name → { servers, balance, ... }. A route names one as `http://name` (+ optional path).'
   })),
   tls: Type.Optional(TlsSchema),
+  health: Type.Optional(HealthSchema),
   ...inheritable(true)
 }, { additionalProperties: false, description: 'Options of `fastify.register(wsProxyPlugin, options)`.' })
 
@@ -270,5 +285,7 @@ export type RouteLimitOptions = Static<typeof RouteLimitsSchema>
 export type LimitOptions = Static<typeof PluginLimitsSchema>
 /** Metrics export. */
 export type MetricsOptions = Static<typeof MetricsSchema>
+/** The proxy's own liveness and readiness endpoints. */
+export type HealthOptions = Static<typeof HealthSchema>
 /** An HTTP method that can be proxied. */
 export type ProxiedMethod = NonNullable<RouteOptions['methods']>[number]

@@ -1,0 +1,30 @@
+import { hostname } from 'node:os'
+
+// The primary runs no Fastify app, so it writes pino's line format itself: one JSON object per line on stdout,
+// with the same `level` numbers, `time`, `pid` and `hostname`, so the workers' and the primary's lines can be
+// read by the same tools.
+const LEVELS: Readonly<Record<string, number>> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity }
+const HOST = hostname()
+
+/** The cluster primary's logger. */
+export class PrimaryLog {
+  #threshold: number
+
+  constructor (level: string) {
+    this.#threshold = LEVELS[level] ?? LEVELS.info
+  }
+
+  /** A reload may change `logLevel`. */
+  setLevel (level: string): void {
+    this.#threshold = LEVELS[level] ?? LEVELS.info
+  }
+
+  info (fields: Record<string, unknown>, msg: string): void { this.#write(30, fields, msg) }
+  warn (fields: Record<string, unknown>, msg: string): void { this.#write(40, fields, msg) }
+  error (fields: Record<string, unknown>, msg: string): void { this.#write(50, fields, msg) }
+
+  #write (level: number, fields: Record<string, unknown>, msg: string): void {
+    if (level < this.#threshold) return
+    process.stdout.write(JSON.stringify({ level, time: Date.now(), pid: process.pid, hostname: HOST, role: 'primary', ...fields, msg }) + '\n')
+  }
+}

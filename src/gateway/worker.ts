@@ -1,0 +1,59 @@
+import type { FastifyInstance } from 'fastify'
+import type { CheckedGatewayConfig } from './config.js'
+import { drainGateway, startGateway } from './start.js'
+
+/** What the primary tells a worker. */
+export type ToWorker =
+  | { type: 'start', config: CheckedGatewayConfig, generation: number }
+  | { type: 'drain' }
+
+/** What a worker tells the primary. */
+export type FromWorker =
+  | { type: 'waiting' }
+  | { type: 'ready', port: number }
+  | { type: 'failed', message: string }
+
+/**
+ * A cluster worker: it waits for its config from the primary, serves it, and drains when the primary says so
+ * (reload or stop) or when it gets SIGINT/SIGTERM itself (Ctrl-C reaches the whole process group). Its tunnels
+ * live and end here. If the primary dies, Node's cluster ends the worker at once.
+ */
+export function runWorker (): void {
+  let started: Promise<{ app: FastifyInstance, config: CheckedGatewayConfig } | null> | null = null
+  let draining = false
+  const send = (message: FromWorker): void => { process.send?.(message) }
+
+  const drain = (): void => {
+    if (draining) return
+    draining = true
+    const running = started ?? Promise.resolve(null)
+    running.then(async (running) => {
+      if (running !== null) await drainGateway(running.app, running.config)
+    }).then(() => process.exit(0), /* c8 ignore next 4: close() rejects only when an onClose hook fails */ (err: unknown) => {
+      process.stderr.write(`error: draining failed: ${(err as Error).stack ?? String(err)}\n`)
+      process.exit(1)
+    })
+  }
+
+  process.on('message', (message: ToWorker) => {
+    if (message.type === 'drain') {
+      drain()
+    } else if (started === null) {
+      started = startGateway(message.config).then((app) => {
+        const address = app.server.address()
+        send({ type: 'ready', port: typeof address === 'object' && address !== null ? address.port : 0 })
+        return { app, config: message.config }
+      }, (err: unknown) => {
+        // Exit once the primary has the reason (it reports it: start-up fails, a reload is refused, or a restart backs off).
+        process.send?.({ type: 'failed', message: (err as Error).message } satisfies FromWorker, () => process.exit(1))
+        return null
+      })
+    }
+  })
+  process.on('SIGINT', drain)
+  process.on('SIGTERM', drain)
+  // Reloading is the primary's job; a terminal hangup that reaches the whole group must not kill the worker.
+  process.on('SIGHUP', () => {})
+  // A message that arrives before the listener above would be lost: the primary sends the config after this.
+  send({ type: 'waiting' })
+}
