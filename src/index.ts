@@ -185,10 +185,17 @@ const plugin: FastifyPluginCallback<WsProxyOptions> = (fastify, options, done) =
   // grace period to close cleanly, as server.close() would otherwise wait for them forever.
   fastify.addHook('preClose', async () => {
     totals.draining = true
-    releaseUpgradeRouter(fastify.server)
     await runtime.tunnels.drain(resolved.closeGracePeriod)
   })
-  if (resolved.health !== null) registerHealthRoutes(fastify, resolved.health, totals)
+  if (resolved.health !== null) {
+    try {
+      registerHealthRoutes(fastify, resolved.health, totals)
+    } catch (err) {
+      // A path another route has: Fastify throws at once, and a throw here would escape avvio (see above).
+      done(err as Error)
+      return
+    }
+  }
   // Health checks and DNS re-resolution start with the server and stop with it.
   fastify.addHook('onReady', async () => {
     for (const [options, group] of groups) {
@@ -201,6 +208,9 @@ const plugin: FastifyPluginCallback<WsProxyOptions> = (fastify, options, done) =
     }
   })
   fastify.addHook('onClose', async () => {
+    // Only now that the server is closed: an upgrade that arrives on a connection accepted before the drain is
+    // still answered (503, or proxied and sent away with 1001) instead of being cut by Node.
+    releaseUpgradeRouter(fastify.server)
     for (const group of groups.values()) group.stop()
     sweeper.stop()
     await runtime.pools.close()

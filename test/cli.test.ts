@@ -1,24 +1,14 @@
 import t, { type Test } from 'tap'
-import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { WebSocket } from 'ws'
 import { httpUpstream, listen, origin, portOf, type Seen } from './helpers/servers.js'
 import { request } from './helpers/clients.js'
 import http from 'node:http'
 import { main } from '../src/gateway/cli-main.js'
+import { cli, configDir, exitCode, waitForOutput } from './helpers/cli.js'
 
-const dir = mkdtempSync(join(tmpdir(), 'fastify-ws-proxy-cli-'))
-
-function writeConfig (name: string, content: unknown): string {
-  const file = join(dir, name)
-  writeFileSync(file, typeof content === 'string' ? content : JSON.stringify(content))
-  return file
-}
-
-interface Run { child: ChildProcess, output: () => string, errors: () => string }
+const { dir, write: writeConfig } = configDir('cli')
 
 /** Runs the CLI in this process (for the cases that start no server): exit code and what it printed. */
 async function inProcess (t: Test, args: string[]): Promise<{ code: number, out: string, err: string }> {
@@ -27,35 +17,6 @@ async function inProcess (t: Test, args: string[]): Promise<{ code: number, out:
   const code = await main(args)
   const text = (calls: Array<{ args: unknown[] }>): string => calls.map((c) => String(c.args[0])).join('')
   return { code, out: text(out()), err: text(err()) }
-}
-
-function cli (t: Test, args: string[], env: Record<string, string> = {}): Run {
-  const child = spawn(process.execPath, ['--import', '@tapjs/typescript/import', 'src/cli.ts', ...args], {
-    env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1', ...env },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
-  let out = ''
-  let err = ''
-  child.stdout?.on('data', (chunk: Buffer) => { out += chunk.toString() })
-  child.stderr?.on('data', (chunk: Buffer) => { err += chunk.toString() })
-  return { child, output: () => out, errors: () => err }
-}
-
-async function exitCode (run: Run): Promise<number> {
-  const [code] = await once(run.child, 'exit') as [number]
-  return code
-}
-
-/** Resolves with the first match of `pattern` in the process's stdout (bounded by 20 s). */
-async function waitForOutput (run: Run, pattern: RegExp): Promise<RegExpExecArray> {
-  const deadline = Date.now() + 20_000
-  for (;;) {
-    const match = pattern.exec(run.output())
-    if (match !== null) return match
-    if (Date.now() > deadline || run.child.exitCode !== null) throw new Error(`no ${pattern} in output: ${run.output()} ${run.errors()}`)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
 }
 
 t.test('--help prints the usage and exits 0', async (t) => {

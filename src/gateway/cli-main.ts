@@ -131,12 +131,13 @@ async function runCluster (config: CheckedGatewayConfig, workers: number, load: 
   cleanUp: () => Promise<void>): Promise<number> {
   const log = new PrimaryLog(config.logLevel)
   const supervisor = new Supervisor({ workers, load, log })
-  await supervisor.start(config)
+  let stopping = false
   const reload = (): void => {
     log.info({ signal: 'SIGHUP' }, 'reloading the config')
     supervisor.reload().catch(/* c8 ignore next: reload() reports its failures itself */ () => {})
   }
   const stop = (signal: string): void => {
+    stopping = true
     process.removeListener('SIGINT', stop)
     process.removeListener('SIGTERM', stop)
     process.removeListener('SIGHUP', reload)
@@ -149,9 +150,19 @@ async function runCluster (config: CheckedGatewayConfig, workers: number, load: 
       process.exit(1)
     })
   }
+  // Signals count from the start: one during start-up stops the workers that are starting (or queues a reload).
   process.on('SIGHUP', reload)
   process.on('SIGINT', stop)
   process.on('SIGTERM', stop)
+  try {
+    await supervisor.start(config)
+  } catch (err) {
+    if (stopping) return 0 // the stop above exits
+    process.removeListener('SIGINT', stop)
+    process.removeListener('SIGTERM', stop)
+    process.removeListener('SIGHUP', reload)
+    throw err
+  }
   return supervisor.port
 }
 

@@ -71,9 +71,14 @@ export class Supervisor {
 
   /** Starts the first generation; rejects (with every worker gone) when one of them cannot start. */
   async start (config: CheckedGatewayConfig): Promise<void> {
-    const members = await this.#startGeneration(config)
-    this.#serve(config, members)
-    this.#log.info({ generation: this.#generation, workers: this.pids }, 'workers started')
+    const started = this.#startGeneration(config).then((members) => {
+      if (this.#stopping) throw new Error('stopped while starting')
+      this.#serve(config, members)
+      this.#log.info({ generation: this.#generation, workers: this.pids }, 'workers started')
+    })
+    // A reload asked for meanwhile waits for the first generation.
+    this.#reloads = started.then(() => true, () => false)
+    await started
   }
 
   /**
@@ -97,7 +102,7 @@ export class Supervisor {
   }
 
   async #reloadOnce (): Promise<boolean> {
-    if (this.#stopping) return false
+    if (this.#stopping || this.#config === null) return false
     let config: CheckedGatewayConfig
     try {
       config = await this.#options.load()
@@ -135,6 +140,7 @@ export class Supervisor {
   /** Forks a full generation and waits until every worker listens; on a failure the others are drained. */
   async #startGeneration (config: CheckedGatewayConfig): Promise<Member[]> {
     const generation = ++this.#generation
+    this.#log.info({ generation, workers: this.#options.workers }, 'starting workers')
     const started = Array.from({ length: this.#options.workers }, (_, slot) => this.#fork(config, generation, slot))
     const results = await Promise.allSettled(started.map(async ([, ready]) => { await ready }))
     const failure = results.find((result) => result.status === 'rejected')

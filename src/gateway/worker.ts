@@ -21,7 +21,8 @@ export type FromWorker =
 export function runWorker (): void {
   let started: Promise<{ app: FastifyInstance, config: CheckedGatewayConfig } | null> | null = null
   let draining = false
-  const send = (message: FromWorker): void => { process.send?.(message) }
+  // A send fails only when the primary is gone, and then Node's cluster ends this worker anyway.
+  const send = (message: FromWorker, then: () => void = ignore): void => { process.send?.(message, undefined, {}, then) }
 
   const drain = (): void => {
     if (draining) return
@@ -45,7 +46,7 @@ export function runWorker (): void {
         return { app, config: message.config }
       }, (err: unknown) => {
         // Exit once the primary has the reason (it reports it: start-up fails, a reload is refused, or a restart backs off).
-        process.send?.({ type: 'failed', message: (err as Error).message } satisfies FromWorker, () => process.exit(1))
+        send({ type: 'failed', message: (err as Error).message }, () => process.exit(1))
         return null
       })
     }
@@ -57,3 +58,5 @@ export function runWorker (): void {
   // A message that arrives before the listener above would be lost: the primary sends the config after this.
   send({ type: 'waiting' })
 }
+
+function ignore (): void {}

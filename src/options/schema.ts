@@ -227,7 +227,7 @@ export const HealthSchema = Type.Object({
     description: 'Readiness: `GET` answers 200 `{"status":"ready"}`, or 503 `{"status":"draining"}` from the moment `app.close()` begins, ' +
       'or 503 `{"status":"no-live-upstream","groups":[...]}` while a group has no server up. `false`: no route. Default `/readyz`.'
   }))
-}, { additionalProperties: false, description: 'The proxy\'s own health endpoints for balancers and orchestrators (Kubernetes probes). Off unless set; `{}` serves both at their default paths.' })
+}, { additionalProperties: false, description: 'The proxy\'s own health endpoints for balancers and orchestrators (Kubernetes probes), at absolute paths (not below `prefix`); GET and HEAD. Off unless set; `{}` serves both at their default paths.' })
 
 export const PluginOptionsSchema = Type.Object({
   routes: Type.Optional(Type.Array(RouteSchema, { minItems: 1, description: 'The proxied locations. Use this, or the single-route shorthand `upstream` (+ `rewritePrefix`).' })),

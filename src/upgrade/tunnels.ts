@@ -18,6 +18,7 @@ export class TunnelSet implements TunnelOwner, Swept {
   readonly #wake: () => void
   #closing = false
   #deadline = 0
+  #grace = 0
   #drained: (() => void) | null = null
   #deadlineTimer: NodeJS.Timeout | null = null
 
@@ -59,12 +60,10 @@ export class TunnelSet implements TunnelOwner, Swept {
       })
     }
     this.#wake()
-    // A handshake the upstream accepted after the app began closing: it goes away with the others, or at once
-    // when they are all gone (server.close() waits for every connection, upgraded ones included).
-    if (this.#closing) {
-      if (this.#drained === null) tunnel.destroy('shutdown')
-      else tunnel.goAway('shutdown', this.#deadline)
-    }
+    // A handshake the upstream accepted after the app began closing goes away at once, with 1001 like the others
+    // (within their deadline, or a grace period of its own when they are all gone: server.close() waits for
+    // every connection, upgraded ones included).
+    if (this.#closing) tunnel.goAway('shutdown', this.#drained === null ? Date.now() + this.#grace : this.#deadline)
   }
 
   tunnelClosed (tunnel: Tunnel): void {
@@ -136,6 +135,7 @@ export class TunnelSet implements TunnelOwner, Swept {
    */
   drain (grace: number): Promise<void> {
     this.#closing = true
+    this.#grace = grace
     if (this.#live.size === 0) return Promise.resolve()
     this.#deadline = Date.now() + grace
     for (const tunnel of this.#live) tunnel.goAway('shutdown', this.#deadline)
