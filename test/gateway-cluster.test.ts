@@ -323,9 +323,16 @@ t.test('a worker that does not drain is killed after its grace period', async (t
 
 t.test('a first generation that cannot listen: exit 1 with the reason', async (t) => {
   const busy = await listen(t, http.createServer())
-  const run = cli(t, ['-c', write('busy.json', { upstream: 'http://127.0.0.1:1' }), '-p', String(portOf(busy)), '--workers', '2'])
+  const run = cli(t, ['-c', write('busy.json', { upstream: 'http://127.0.0.1:1', logLevel: 'warn' }), '-p', String(portOf(busy)), '--workers', '2'])
   t.equal(await exitCode(run), 1)
   t.match(run.errors(), /error: .*EADDRINUSE/)
+  t.same(primaryLines(run, /./).filter((line) => (line.level as number) < 40), [], 'logLevel warn: the primary logged nothing at info')
+  t.same(primaryLines(run, /killed/), [], 'the workers that failed were not waited for again')
+
+  // The demo in one process, in this process: its upstream is closed again, nothing is left running.
+  const demo = await inProcess(['--demo', '-p', String(portOf(busy)), '--workers', '1'])
+  t.equal(demo.code, 1)
+  t.match(demo.err, /EADDRINUSE/)
 })
 
 t.test('one process (--workers 1): SIGHUP is refused with a warning and the gateway keeps serving', async (t) => {
@@ -400,4 +407,51 @@ t.test('SIGHUP while the workers are still starting waits for them, then reloads
   t.ok(run.output().indexOf('"workers started"') < run.output().indexOf('"reloaded:'), 'the reload came after the first generation')
   run.child.kill('SIGTERM')
   t.equal(await exitCode(run), 0)
+})
+
+t.test('many instances: two gateways with the same group (servers listed in other orders) agree on every consistent-hash key, across workers and restarts', async (t) => {
+  const names = ['a', 'b', 'c', 'd']
+  const servers = await Promise.all(names.map(async (name) => await httpUpstream(t, (_req, res) => { res.end(name) })))
+  const groupConfig = (order: number[]): Record<string, unknown> => ({
+    listen: { port: 0 },
+    upstreams: { cache: { servers: order.map((i) => ({ url: origin(servers[i]) })), balance: 'hash', hash: '$arg_key', consistent: true } },
+    routes: [{ prefix: '/', upstream: 'http://cache' }]
+  })
+  const mapKeys = async (base: string): Promise<string[]> => {
+    const picked: string[] = []
+    for (let i = 0; i < 60; i++) picked.push((await request(`${base}/item?key=k${i}`)).body.toString())
+    return picked
+  }
+  const one = await startCluster(t, write('ring-one.json', groupConfig([0, 1, 2, 3])))
+  const startSingle = async (): Promise<{ run: Run, base: string }> => {
+    const run = cli(t, ['-c', write('ring-two.json', groupConfig([3, 1, 0, 2])), '--workers', '1'])
+    const [, port] = await waitForOutput(run, /Server listening at http:\/\/127\.0\.0\.1:(\d+)/)
+    return { run, base: `http://127.0.0.1:${port}` }
+  }
+  const two = await startSingle()
+  const viaOne = await mapKeys(one.base)
+  const viaTwo = await mapKeys(two.base)
+  t.same(viaTwo, viaOne, 'instance two (other order, one process) picks what instance one (two workers) picks for all 60 keys')
+  t.equal(new Set(viaOne).size, 4, 'the keys use every server')
+
+  two.run.child.kill('SIGTERM')
+  t.equal(await exitCode(two.run), 0)
+  const again = await startSingle()
+  t.same(await mapKeys(again.base), viaOne, 'after a restart, the same servers for the same keys')
+  again.run.child.kill('SIGTERM')
+  one.run.child.kill('SIGTERM')
+  t.equal(await exitCode(again.run), 0)
+  t.equal(await exitCode(one.run), 0)
+})
+
+t.test('SIGTERM while a reload\'s workers are starting: both generations drain, exit 0', async (t) => {
+  const up = await upstream(t)
+  const { run } = await startCluster(t, write('stop-in-reload.json', config(up.url, 'v1')))
+  const before = run.output().length
+  run.child.kill('SIGHUP')
+  await waitForOutput(run, /"generation":2,"workers":2,"msg":"starting workers"/, 30_000, before)
+  run.child.kill('SIGTERM')
+  t.equal(await exitCode(run), 0)
+  t.equal(primaryLines(run, /reloaded/).length, 0, 'the reload did not complete')
+  t.equal(primaryLines(run, 'worker drained and exited').length, 4, 'two old and two new workers')
 })

@@ -2,10 +2,12 @@ import Fastify from 'fastify'
 import { Registry } from 'prom-client'
 import { expect, test } from 'tstyche'
 import wsProxyPlugin, {
+  type HealthOptions,
   type LimitOptions,
   type MetricsOptions,
   type MetricsSnapshot,
   type PingOptions,
+  type Readiness,
   type RouteLimitOptions,
   type TunnelCloseEvent,
   type TunnelCloseReason,
@@ -28,6 +30,14 @@ test('a prom-client Registry is accepted as metrics.registry; anything else is n
   expect(app.register).type.toBeCallableWith(wsProxyPlugin, { upstream: 'http://u', metrics: { registry: new Registry(), path: '/metrics' } })
   expect<MetricsOptions>().type.toBeAssignableFrom({ path: '/metrics', prefix: 'edge_' })
   expect<MetricsOptions>().type.not.toBeAssignableFrom({ registry: 'default' })
+})
+
+test('health endpoints: paths or false; readiness answers are typed', () => {
+  expect<HealthOptions>().type.toBe<{ live?: string | false, ready?: string | false }>()
+  expect(app.register).type.toBeCallableWith(wsProxyPlugin, { upstream: 'http://u', health: {} })
+  expect(app.register).type.toBeCallableWith(wsProxyPlugin, { upstream: 'http://u', health: { live: '/livez', ready: false } })
+  expect(app.register).type.not.toBeCallableWith(wsProxyPlugin, { upstream: 'http://u', health: { ready: true } })
+  expect<Readiness['status']>().type.toBe<'ready' | 'draining' | 'no-live-upstream'>()
 })
 
 test('a full lifecycle configuration type-checks', () => {

@@ -82,3 +82,8 @@ export function withOverrides (parsed: unknown, { host, port }: ListenOverrides)
   if (port !== undefined) listen.port = Number(port)
   return { ...config, listen }
 }
+
+/** The tunnels' grace period of a checked config (the schema's default has filled it). */
+export function gracePeriod (config: CheckedGatewayConfig): number {
+  return config.proxy.closeGracePeriod as number
+}

@@ -3,6 +3,7 @@ import { hostname } from 'node:os'
 // The primary runs no Fastify app, so it writes pino's line format itself: one JSON object per line on stdout,
 // with the same `level` numbers, `time`, `pid` and `hostname`, so the workers' and the primary's lines can be
 // read by the same tools.
+// `logLevel` is one of these (the config schema checks it).
 const LEVELS: Readonly<Record<string, number>> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity }
 const HOST = hostname()
 
@@ -11,12 +12,12 @@ export class PrimaryLog {
   #threshold: number
 
   constructor (level: string) {
-    this.#threshold = LEVELS[level] ?? LEVELS.info
+    this.#threshold = LEVELS[level]
   }
 
   /** A reload may change `logLevel`. */
   setLevel (level: string): void {
-    this.#threshold = LEVELS[level] ?? LEVELS.info
+    this.#threshold = LEVELS[level]
   }
 
   info (fields: Record<string, unknown>, msg: string): void { this.#write(30, fields, msg) }

@@ -1,7 +1,6 @@
 import Fastify, { type FastifyInstance } from 'fastify'
 import wsProxyPlugin from '../index.js'
-import { DEFAULTS } from '../options/schema.js'
-import type { CheckedGatewayConfig } from './config.js'
+import { gracePeriod, type CheckedGatewayConfig } from './config.js'
 
 /** How often a drain closes keep-alive connections that have gone idle since it began (their last response ended). */
 const IDLE_SWEEP_MS = 50
@@ -18,7 +17,13 @@ export async function startGateway (config: CheckedGatewayConfig): Promise<Fasti
     return503OnClosing: false
   })
   await app.register(wsProxyPlugin, config.proxy)
-  await app.listen({ host: config.host, port: config.port })
+  try {
+    await app.listen({ host: config.host, port: config.port })
+  } catch (err) {
+    // A port in use: nothing may keep running (health checks, DNS, the sweep) in a process that reports failure.
+    await app.close()
+    throw err
+  }
   return app
 }
 
@@ -32,8 +37,7 @@ export async function drainGateway (app: FastifyInstance, config: CheckedGateway
   const server = app.server
   const stopped = new Promise<void>((resolve) => { server.close(() => resolve()) })
   const sweep = setInterval(() => server.closeIdleConnections(), IDLE_SWEEP_MS)
-  const grace = config.proxy.closeGracePeriod ?? DEFAULTS.closeGracePeriod
-  const deadline = setTimeout(() => server.closeAllConnections(), grace)
+  const deadline = setTimeout(() => server.closeAllConnections(), gracePeriod(config))
   try {
     await app.close()
     await stopped

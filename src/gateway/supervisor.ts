@@ -1,6 +1,5 @@
 import cluster, { type Worker } from 'node:cluster'
-import { DEFAULTS } from '../options/schema.js'
-import type { CheckedGatewayConfig } from './config.js'
+import { gracePeriod, type CheckedGatewayConfig } from './config.js'
 import type { PrimaryLog } from './primary-log.js'
 import type { FromWorker, ToWorker } from './worker.js'
 
@@ -153,11 +152,12 @@ export class Supervisor {
   #fork (config: CheckedGatewayConfig, generation: number, slot: number): [Member, Promise<void>] {
     const worker = cluster.fork()
     const member: Member = {
-      worker, slot, generation, grace: config.proxy.closeGracePeriod ?? DEFAULTS.closeGracePeriod, readyAt: 0, told: false, retiring: false, killTimer: null
+      worker, slot, generation, grace: gracePeriod(config), readyAt: 0, told: false, retiring: false, killTimer: null
     }
     this.#members.add(member)
     const ready = new Promise<void>((resolve, reject) => {
       let reason = 'it exited before listening'
+      /* c8 ignore next 3: a worker that neither listens nor exits for 30 s (a start-up that hangs) */
       const timer = setTimeout(() => {
         reject(new Error(`worker ${worker.process.pid as number} did not listen within ${START_TIMEOUT} ms`))
       }, START_TIMEOUT)
@@ -187,7 +187,8 @@ export class Supervisor {
   }
 
   #retire (member: Member): void {
-    if (member.retiring) return
+    // Already exited (a generation that failed to start is retired after its failures have exited), or told.
+    if (member.retiring || !this.#members.has(member)) return
     member.retiring = true
     if (member.told && member.worker.isConnected()) member.worker.send({ type: 'drain' } satisfies ToWorker)
     member.killTimer = setTimeout(() => {

@@ -30,10 +30,7 @@ export function runWorker (): void {
     const running = started ?? Promise.resolve(null)
     running.then(async (running) => {
       if (running !== null) await drainGateway(running.app, running.config)
-    }).then(() => process.exit(0), /* c8 ignore next 4: close() rejects only when an onClose hook fails */ (err: unknown) => {
-      process.stderr.write(`error: draining failed: ${(err as Error).stack ?? String(err)}\n`)
-      process.exit(1)
-    })
+    }).then(() => process.exit(0), drainFailed)
   }
 
   process.on('message', (message: ToWorker) => {
@@ -60,3 +57,10 @@ export function runWorker (): void {
 }
 
 function ignore (): void {}
+
+/* c8 ignore start: close() rejects only when an onClose hook fails */
+function drainFailed (err: unknown): void {
+  process.stderr.write(`error: draining failed: ${(err as Error).stack ?? String(err)}\n`)
+  process.exit(1)
+}
+/* c8 ignore stop */
