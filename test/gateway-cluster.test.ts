@@ -34,8 +34,8 @@ function config (upstreamUrl: string, version: string, extra: Record<string, unk
   }
 }
 
-async function startCluster (t: Test, file: string, workers = 2): Promise<{ run: Run, base: string }> {
-  const run = cli(t, ['-c', file, '--workers', String(workers)])
+async function startCluster (t: Test, file: string, workers = 2, detached = false): Promise<{ run: Run, base: string }> {
+  const run = cli(t, ['-c', file, '--workers', String(workers)], {}, detached)
   await waitForOutput(run, /"msg":"workers started"/)
   const [, port] = await waitForOutput(run, /Server listening at http:\/\/127\.0\.0\.1:(\d+)/)
   return { run, base: `http://127.0.0.1:${port}` }
@@ -453,5 +453,20 @@ t.test('SIGTERM while a reload\'s workers are starting: both generations drain, 
   run.child.kill('SIGTERM')
   t.equal(await exitCode(run), 0)
   t.equal(primaryLines(run, /reloaded/).length, 0, 'the reload did not complete')
+  t.equal(primaryLines(run, /reload failed/).length, 0, 'and is not reported as a failure: the stop ended it')
   t.equal(primaryLines(run, 'worker drained and exited').length, 4, 'two old and two new workers')
+})
+
+t.test('Ctrl-C (SIGINT to the whole process group): every worker drains once, exit 0', async (t) => {
+  const up = await upstream(t)
+  const { run, base } = await startCluster(t, write('ctrl-c.json', config(up.url, 'v1')), 2, true)
+  t.teardown(() => { try { process.kill(-(run.child.pid as number), 'SIGKILL') } catch {} })
+  const ws = new WebSocket(base.replace('http', 'ws') + '/tunnel')
+  t.teardown(() => ws.terminate())
+  await once(ws, 'open')
+  const closed = once(ws, 'close')
+  process.kill(-(run.child.pid as number), 'SIGINT')
+  t.equal(await exitCode(run), 0)
+  t.equal(((await closed) as [number])[0], 1001)
+  t.same(primaryLines(run, 'worker drained and exited').map((line) => line.code), [0, 0])
 })

@@ -1,3 +1,4 @@
+import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import type { CheckedGatewayConfig } from './config.js'
 import { drainGateway, startGateway } from './start.js'
@@ -38,8 +39,7 @@ export function runWorker (): void {
       drain()
     } else if (started === null) {
       started = startGateway(message.config).then((app) => {
-        const address = app.server.address()
-        send({ type: 'ready', port: typeof address === 'object' && address !== null ? address.port : 0 })
+        send({ type: 'ready', port: (app.server.address() as AddressInfo).port })
         return { app, config: message.config }
       }, (err: unknown) => {
         // Exit once the primary has the reason (it reports it: start-up fails, a reload is refused, or a restart backs off).

@@ -21,10 +21,12 @@ export function configDir (name: string): { dir: string, write: (file: string, c
 export interface Run { child: ChildProcess, output: () => string, errors: () => string }
 
 /** Runs the CLI from its TypeScript source in a child process (its workers too); killed at teardown. */
-export function cli (t: Teardown, args: string[], env: Record<string, string> = {}): Run {
+export function cli (t: Teardown, args: string[], env: Record<string, string> = {}, detached = false): Run {
   const child = spawn(process.execPath, ['--import', '@tapjs/typescript/import', 'src/cli.ts', ...args], {
     env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1', ...env },
-    stdio: ['ignore', 'pipe', 'pipe']
+    stdio: ['ignore', 'pipe', 'pipe'],
+    // Its own process group, as a terminal's foreground job: a signal to -pid reaches the primary and its workers.
+    detached
   })
   t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
   let out = ''
