@@ -1,4 +1,4 @@
-// `npm run bench:workers [-- --quick] [-- --no-readme]`: the CLI gateway with `--workers 1` vs `--workers 2`
+// `npm run bench:workers [-- --quick] [-- --no-readme] [-- --reloads-only]`: the CLI gateway with `--workers 1` vs `--workers 2`
 // (GET req/s and WebSocket round trips, interleaved rounds, medians), then failed requests while the gateway
 // reloads 10 times under GET load. Every piece is its own process: the upstream (bench/upstream.ts), the gateway
 // (src/cli.ts: a primary and its workers), autocannon and ws-load. Writes the README's `workers-bench` table.
@@ -11,7 +11,8 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const quick = process.argv.includes('--quick')
-const writeReadme = !process.argv.includes('--no-readme')
+const reloadsOnly = process.argv.includes('--reloads-only')
+const writeReadme = !process.argv.includes('--no-readme') && !reloadsOnly
 const ROUNDS = quick ? 2 : 3
 const SECONDS = quick ? 3 : 6
 const RELOADS = 10
@@ -26,8 +27,9 @@ function node (args: string[]): ChildProcess {
 }
 
 /** Runs a process to its end and resolves with its stdout (bounded). */
-function run (args: string[]): Promise<string> {
+function run (args: string[], started?: (child: ChildProcess) => void): Promise<string> {
   const child = node(args)
+  started?.(child)
   let out = ''
   child.stdout?.on('data', (chunk: Buffer) => { out += chunk.toString() })
   return new Promise((resolve, reject) => {
@@ -109,11 +111,12 @@ async function measure (port: number): Promise<Round> {
 }
 
 /** GET load for the whole reload phase; SIGHUP once the previous reload is seen serving (new connections get its x-gen). */
-async function reloadsUnderLoad (upstreamPort: number): Promise<{ requests: number, failed: number, rps: number, seconds: number }> {
+async function reloadsUnderLoad (upstreamPort: number): Promise<{ requests: number, failed: number, errors: Record<string, number>, seconds: number }> {
   const gateway = await startGateway(upstreamPort, 2)
   try {
-    const duration = RELOADS * 2 + 4
-    const load = run([AUTOCANNON, '-j', '-c', '50', '-d', String(duration), `http://127.0.0.1:${gateway.port}/small`])
+    // Ended by SIGINT a second after the last reload (a bound all the same).
+    let loader: ChildProcess | null = null
+    const load = run(['bench/http-load.ts', `http://127.0.0.1:${gateway.port}/small`, '50', '170'], (child) => { loader = child })
     await new Promise((resolve) => setTimeout(resolve, 1500))
     const started = Date.now()
     for (let gen = 1; gen <= RELOADS; gen++) {
@@ -122,9 +125,12 @@ async function reloadsUnderLoad (upstreamPort: number): Promise<{ requests: numb
       await until(`reload ${gen}`, async () => (await probe(gateway.port)).gen === String(gen))
       await new Promise((resolve) => setTimeout(resolve, 500))
     }
+    await new Promise((resolve) => setTimeout(resolve, 1000))
     const seconds = (Date.now() - started) / 1000
-    const result = JSON.parse(await load)
-    return { requests: result.requests.total, failed: result.errors + result.non2xx + result.timeouts, rps: result.requests.average, seconds }
+    ;(loader as ChildProcess | null)?.kill('SIGINT')
+    const result = JSON.parse(await load) as { requests: number, ok: number, non2xx: number, errors: Record<string, number> }
+    const failed = result.requests - result.ok
+    return { requests: result.requests, failed, errors: { ...result.errors, non2xx: result.non2xx }, seconds }
   } finally {
     await stop(gateway.child)
   }
@@ -142,21 +148,9 @@ const upstreamPort = await new Promise<number>((resolve, reject) => {
 })
 
 const results: Record<number, Round[]> = { 1: [], 2: [] }
-try {
-  for (let round = 0; round < ROUNDS; round++) {
-    for (const workers of [1, 2]) {
-      const gateway = await startGateway(upstreamPort, workers)
-      try {
-        results[workers].push(await measure(gateway.port))
-      } finally {
-        await stop(gateway.child)
-      }
-      process.stderr.write(`round ${round + 1}/${ROUNDS}, --workers ${workers}: ${JSON.stringify(results[workers].at(-1))}\n`)
-    }
-  }
-  const reloads = await reloadsUnderLoad(upstreamPort)
-  process.stderr.write(`reloads: ${JSON.stringify(reloads)}\n`)
 
+/** Prints the table, keeps the raw figures under bench/results/ and writes the README's workers-bench block. */
+function report (reloads: Awaited<ReturnType<typeof reloadsUnderLoad>>): void {
   const summary = (workers: number): Round => ({
     getRps: median(results[workers].map((r) => r.getRps)),
     getP99: median(results[workers].map((r) => r.getP99)),
@@ -179,7 +173,8 @@ try {
     `| failed requests while measuring | ${one.errors} | ${two.errors} | |`,
     '',
     `${RELOADS} reloads (SIGHUP, each seen serving before the next) in ${reloads.seconds.toFixed(1)} s under GET load, \`--workers 2\`: ` +
-      `**${reloads.failed} failed** of ${fmt(reloads.requests)} requests (${fmt(reloads.rps)} req/s).`
+      `**${reloads.failed} failed** of ${fmt(reloads.requests)} requests (50 keep-alive connections, undici)` +
+      (reloads.failed === 0 ? '.' : `: ${JSON.stringify(reloads.errors)}.`)
   ].join('\n')
   process.stdout.write(table + '\n')
   mkdirSync(join(root, 'bench', 'results'), { recursive: true })
@@ -195,6 +190,23 @@ try {
     if (from === -1 || to === -1) throw new Error('README.md has no workers-bench marks')
     writeFileSync(readmePath, readme.slice(0, from + startMark.length) + '\n' + table + '\n' + readme.slice(to))
   }
+}
+
+try {
+  for (let round = 0; round < (reloadsOnly ? 0 : ROUNDS); round++) {
+    for (const workers of [1, 2]) {
+      const gateway = await startGateway(upstreamPort, workers)
+      try {
+        results[workers].push(await measure(gateway.port))
+      } finally {
+        await stop(gateway.child)
+      }
+      process.stderr.write(`round ${round + 1}/${ROUNDS}, --workers ${workers}: ${JSON.stringify(results[workers].at(-1))}\n`)
+    }
+  }
+  const reloads = await reloadsUnderLoad(upstreamPort)
+  process.stderr.write(`reloads: ${JSON.stringify(reloads)}\n`)
+  if (!reloadsOnly) report(reloads)
 } finally {
   upstream.kill('SIGKILL')
 }

@@ -18,7 +18,7 @@ import type { ServerInfo } from './upstream/server.js'
 import { FST_WS_PROXY_UNKNOWN_GROUP } from './errors.js'
 import type { ResolvedGroup } from './options/groups.js'
 import { TunnelLimits } from './upgrade/limits.js'
-import { releaseUpgradeRouter, upgradeRouterFor } from './upgrade/listener.js'
+import { releaseUpgradeRouter, upgradeRouterFor, type UpgradeClaim } from './upgrade/listener.js'
 import { TunnelSet } from './upgrade/tunnels.js'
 
 export type {
@@ -57,6 +57,10 @@ export interface WsProxyState extends EventEmitter<WsProxyEvents> {
   upstreams (): UpstreamGroupInfo[]
   /** A named upstream group, to change its members at run time; throws FST_WS_PROXY_UNKNOWN_GROUP. */
   group (name: string): UpstreamGroupApi
+  /** Whether a drain has begun (`markDraining()` or `app.close()`): readiness answers 503. */
+  readonly draining: boolean
+  /** Readiness answers 503 from now on, before `app.close()` (which does it too): for a stop that first sheds new connections. */
+  markDraining (): void
 }
 
 /** A named group as `fastify.wsProxy.upstreams()` reports it. */
@@ -76,7 +80,6 @@ declare module 'fastify' {
 /** The registrations one `wsProxy` decoration sums over. */
 class ProxyStateTotals extends EventEmitter<WsProxyEvents> implements WsProxyState, ReadinessSource {
   readonly registrations: ProxyRuntime[] = []
-  /** Set when `app.close()` begins: readiness answers 503 from then on. */
   draining = false
   /** Set once metrics are exported: binds a route's latency histogram. */
   attachLatency: ((route: RouteStats) => void) | null = null
@@ -103,6 +106,10 @@ class ProxyStateTotals extends EventEmitter<WsProxyEvents> implements WsProxySta
       }
     }
     return { routes }
+  }
+
+  markDraining (): void {
+    this.draining = true
   }
 
   * allGroups (): Generator<UpstreamGroup> {
@@ -175,7 +182,15 @@ const plugin: FastifyPluginCallback<WsProxyOptions> = (fastify, options, done) =
   fastify.register((proxied, _opts, registered) => {
     proxied.removeAllContentTypeParsers()
     proxied.addContentTypeParser('*', passThroughParser)
-    const claims = registerRoutes(proxied, resolved.routes, runtime)
+    let claims: UpgradeClaim[]
+    try {
+      claims = registerRoutes(proxied, resolved.routes, runtime)
+    } catch (err) {
+      // A route another plugin has (@fastify/cors's `OPTIONS *` against a `/` route proxying OPTIONS): Fastify
+      // throws at once, and a throw here would escape avvio, crash the process and leave `ready()` hanging.
+      registered(err as Error)
+      return
+    }
     if (claims.length > 0) upgradeRouterFor(proxied.server, proxied).claim(claims)
     if (totals.attachLatency !== null) runtime.stats.forEach(totals.attachLatency)
     registered()
@@ -184,7 +199,7 @@ const plugin: FastifyPluginCallback<WsProxyOptions> = (fastify, options, done) =
   // preClose runs before the server stops (Fastify already answers new requests 503): live tunnels get their
   // grace period to close cleanly, as server.close() would otherwise wait for them forever.
   fastify.addHook('preClose', async () => {
-    totals.draining = true
+    totals.markDraining()
     await runtime.tunnels.drain(resolved.closeGracePeriod)
   })
   if (resolved.health !== null) {

@@ -4,7 +4,7 @@ import { once } from 'node:events'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { WebSocket } from 'ws'
-import { httpUpstream, listen, origin, portOf, wsUpstream } from './helpers/servers.js'
+import { httpUpstream, listen, origin, portOf, within, wsUpstream } from './helpers/servers.js'
 import { request } from './helpers/clients.js'
 import { cli, configDir, exitCode, logLines, waitForOutput, type Run } from './helpers/cli.js'
 import { main } from '../src/gateway/cli-main.js'
@@ -349,15 +349,15 @@ t.test('one process (--workers 1): SIGHUP is refused with a warning and the gate
 
 t.test('--demo --workers 2: the demo upstream in the primary, the gateway in the workers', async (t) => {
   const run = cli(t, ['--demo', '--workers', '2'], { PORT: '0' })
-  const [, base] = await waitForOutput(run, /gateway (http:\/\/127\.0\.0\.1:\d+)/)
-  const api = await request(`${base}/api/hello`)
+  const [, base] = await waitForOutput(run, /gateway (http:\/\/127\.0\.0\.1:\d+)/, 60_000)
+  const api = await within(request(`${base}/api/hello`), 10_000, 'GET /api/hello')
   t.match(JSON.parse(api.body.toString()), { hello: 'world' })
   const before = run.output().length
   run.child.kill('SIGHUP')
-  await waitForOutput(run, /"msg":"reloaded/, 30_000, before)
-  t.equal((await request(`${base}/api/hello`)).status, 200)
+  await waitForOutput(run, /"msg":"reloaded/, 60_000, before)
+  t.equal((await within(request(`${base}/api/hello`), 10_000, 'GET /api/hello after the reload')).status, 200)
   run.child.kill('SIGINT')
-  t.equal(await exitCode(run), 0)
+  t.equal(await within(exitCode(run), 30_000, () => `the exit: ${run.output().slice(-2000)}`), 0)
 })
 
 t.test('--workers and --reload usage errors', async (t) => {
@@ -396,6 +396,13 @@ t.test('SIGTERM while the workers are still starting: they are stopped, exit 0, 
   t.equal(primaryLines(run, 'every worker has exited').length, 1)
   t.equal(primaryLines(run, 'workers started').length, 0)
   t.notMatch(run.errors(), /Error|EPIPE/, 'no worker crashed on the way')
+
+  // The demo prints its banner only once its gateway serves.
+  const demo = cli(t, ['--demo', '--workers', '2'], { PORT: '0' })
+  await waitForOutput(demo, /"msg":"starting workers"/)
+  demo.child.kill('SIGTERM')
+  t.equal(await exitCode(demo), 0)
+  t.notMatch(demo.output(), /fastify-ws-proxy demo: gateway/, 'no banner for a gateway that never served')
 })
 
 t.test('SIGHUP while the workers are still starting waits for them, then reloads', async (t) => {

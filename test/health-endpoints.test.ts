@@ -423,6 +423,23 @@ t.test('draining', async (t) => {
     t.equal(tunnelUpstream.accepted[0].head.split('\r\n')[0], 'GET /tunnel HTTP/1.1')
   })
 
+  // A server that sheds load before closing (the CLI gateway's drain) marks itself draining first.
+  t.test('wsProxy.markDraining() turns readiness 503 before close(); proxied requests still pass', async (t) => {
+    const u = await upstream(t)
+    const { app, url } = await gateway(t, { upstream: u.url, health: {} })
+    t.equal(app.wsProxy.draining, false, 'not draining at first')
+    const before = await request(`${url}/readyz`)
+    t.equal(before.status, 200)
+    app.wsProxy.markDraining()
+    t.equal(app.wsProxy.draining, true, 'draining once marked')
+    const after = await request(`${url}/readyz`)
+    t.same({ status: after.status, json: JSON.parse(after.body.toString()) }, { status: 503, json: { status: 'draining' } }, 'readiness: 503 draining')
+    t.equal((await request(`${url}/healthz`)).status, 200, 'liveness: still 200')
+    const proxied = await request(`${url}/x`)
+    t.same({ status: proxied.status, body: proxied.body.toString() }, { status: 200, body: 'proxied' }, 'the proxy still serves until close()')
+    t.same(u.seen, ['GET /x'], 'only the proxied request reached the upstream')
+  })
+
   // With Fastify's default (return503OnClosing), a balancer gets a 503 during close too, though Fastify's own.
   t.test('with Fastify\'s defaults a probe during close still gets a 503', async (t) => {
     const tunnelUpstream = await headUpstream(t, ({ socket }) => { socket.write(switching()) }, true)

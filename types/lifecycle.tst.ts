@@ -38,6 +38,8 @@ test('health endpoints: paths or false; readiness answers are typed', () => {
   expect(app.register).type.toBeCallableWith(wsProxyPlugin, { upstream: 'http://u', health: { live: '/livez', ready: false } })
   expect(app.register).type.not.toBeCallableWith(wsProxyPlugin, { upstream: 'http://u', health: { ready: true } })
   expect<Readiness['status']>().type.toBe<'ready' | 'draining' | 'no-live-upstream'>()
+  expect(app.wsProxy.markDraining()).type.toBe<void>()
+  expect(app.wsProxy.draining).type.toBe<boolean>()
 })
 
 test('a full lifecycle configuration type-checks', () => {

@@ -101,9 +101,12 @@ function parseWorkers (value: string | undefined): number | null {
   return n
 }
 
-/** Runs the gateway, one process or a cluster, until a signal; -1, or 1 when it cannot start. */
+/**
+ * Runs the gateway, one process or a cluster, until a signal; -1, or 1 when it cannot start. `port` is null when
+ * a signal stopped the start (its handler exits).
+ */
 async function run (config: CheckedGatewayConfig, workers: number, load: () => Promise<CheckedGatewayConfig>,
-  extra?: () => Promise<void>): Promise<{ code: number, port: number }> {
+  extra?: () => Promise<void>): Promise<{ code: number, port: number | null }> {
   const cleanUp = async (): Promise<void> => {
     await removePidFile(config.pidFile)
     await extra?.()
@@ -115,7 +118,7 @@ async function run (config: CheckedGatewayConfig, workers: number, load: () => P
   } catch (err) {
     process.stderr.write(`error: ${(err as Error).message}\n`)
     await cleanUp()
-    return { code: 1, port: 0 }
+    return { code: 1, port: null }
   }
 }
 
@@ -128,7 +131,7 @@ async function runSingle (config: CheckedGatewayConfig, cleanUp: () => Promise<v
 
 /** The cluster primary: it supervises the workers, reloads on SIGHUP and drains them on SIGINT/SIGTERM. */
 async function runCluster (config: CheckedGatewayConfig, workers: number, load: () => Promise<CheckedGatewayConfig>,
-  cleanUp: () => Promise<void>): Promise<number> {
+  cleanUp: () => Promise<void>): Promise<number | null> {
   const log = new PrimaryLog(config.logLevel)
   const supervisor = new Supervisor({ workers, load, log })
   let stopping = false
@@ -157,7 +160,7 @@ async function runCluster (config: CheckedGatewayConfig, workers: number, load: 
   try {
     await supervisor.start(config)
   } catch (err) {
-    if (stopping) return 0 // the stop above exits
+    if (stopping) return null // the stop above exits
     process.removeListener('SIGINT', stop)
     process.removeListener('SIGTERM', stop)
     process.removeListener('SIGHUP', reload)
@@ -192,7 +195,7 @@ async function runDemo (overrides: ListenOverrides, workers: number): Promise<nu
   const upstream = await startDemoUpstream()
   const config = checkGatewayConfig(withOverrides({ upstream: upstream.url, logLevel: 'info' }, overrides))
   const { code, port } = await run(config, workers, async () => config, async () => { await upstream.close() })
-  if (code !== -1) return code
+  if (code !== -1 || port === null) return code
   const base = `http://${config.host}:${port}`
   process.stdout.write(`
 fastify-ws-proxy demo: gateway ${base}  ->  demo upstream ${upstream.url}

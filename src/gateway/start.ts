@@ -1,9 +1,21 @@
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import net from 'node:net'
 import Fastify, { type FastifyInstance } from 'fastify'
 import wsProxyPlugin from '../index.js'
 import { gracePeriod, type CheckedGatewayConfig } from './config.js'
 
 /** How often a drain closes keep-alive connections that have gone idle since it began (their last response ended). */
 const IDLE_SWEEP_MS = 50
+/** How long a drain lets keep-alive connections end by themselves before idle ones are closed. */
+const QUIET_MS = 1000
+const POLL_MS = 20
+
+/** Servers whose responses close their connection after them (a drain has begun). */
+const draining = new WeakSet<Server>()
+
+function closeAfterResponse (this: Server, _req: IncomingMessage, res: ServerResponse): void {
+  if (draining.has(this)) res.shouldKeepAlive = false
+}
 
 /** Starts a gateway: a Fastify server with the plugin registered from a checked config. */
 export async function startGateway (config: CheckedGatewayConfig): Promise<FastifyInstance> {
@@ -17,6 +29,8 @@ export async function startGateway (config: CheckedGatewayConfig): Promise<Fasti
     return503OnClosing: false
   })
   await app.register(wsProxyPlugin, config.proxy)
+  // Before Fastify's handler: one set lookup per request, and the response gets `Connection: close` once draining.
+  app.server.prependListener('request', closeAfterResponse)
   try {
     await app.listen({ host: config.host, port: config.port })
   } catch (err) {
@@ -29,21 +43,39 @@ export async function startGateway (config: CheckedGatewayConfig): Promise<Fasti
 
 /**
  * Drains a gateway, as an nginx worker does on reload or quit: it stops accepting at once (in a cluster the
- * primary then hands new connections to the other workers), keep-alive connections are closed as soon as they
- * are idle, requests in flight finish, tunnels get `closeGracePeriod` to close with 1001; what is still open
- * at that deadline is cut (nginx `worker_shutdown_timeout`).
+ * primary then hands new connections to the other workers) and readiness turns 503; every response from then
+ * on closes its connection after it, so busy keep-alive connections end cleanly at their next response.
+ * After a quiet period, idle ones are closed, requests in flight finish, tunnels get `closeGracePeriod` to close
+ * with 1001; what is still open at that deadline is cut (nginx `worker_shutdown_timeout`).
  */
 export async function drainGateway (app: FastifyInstance, config: CheckedGatewayConfig): Promise<void> {
   const server = app.server
-  const stopped = new Promise<void>((resolve) => { server.close(() => resolve()) })
-  const sweep = setInterval(() => server.closeIdleConnections(), IDLE_SWEEP_MS)
-  const deadline = setTimeout(() => server.closeAllConnections(), gracePeriod(config))
+  draining.add(server)
+  app.wsProxy.markDraining()
+  // net's close, not http's: http's also closes idle keep-alive connections at once, and under load a connection
+  // is "idle" for the instant between a response and the request the client is already sending on it.
+  const stopped = new Promise<void>((resolve) => { net.Server.prototype.close.call(server, () => resolve()) })
+  const grace = gracePeriod(config)
+  const deadline = setTimeout(() => server.closeAllConnections(), grace)
+  let sweep: NodeJS.Timeout | null = null
   try {
+    await quiet(server, app, Math.min(QUIET_MS, grace))
+    sweep = setInterval(() => server.closeIdleConnections(), IDLE_SWEEP_MS)
     await app.close()
     await stopped
   } finally {
-    clearInterval(sweep)
+    if (sweep !== null) clearInterval(sweep)
     clearTimeout(deadline)
+  }
+}
+
+/** Resolves once no connection is left but tunnels, or after `ms`. */
+async function quiet (server: Server, app: FastifyInstance, ms: number): Promise<void> {
+  const until = Date.now() + ms
+  while (Date.now() < until) {
+    const open = await new Promise<number>((resolve) => { server.getConnections((_err, count) => resolve(count)) })
+    if (open <= app.wsProxy.tunnels) return
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS))
   }
 }
 

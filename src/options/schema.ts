@@ -142,7 +142,14 @@ function inheritable (withDefaults: boolean) {
     upgrade: bool('Proxy requests carrying `Upgrade` (WebSocket and any other protocol) and tunnel the connection after a 101. ' +
       'When false they are proxied as plain requests without their Upgrade intent. Default true.', withDefaults ? DEFAULTS.upgrade : undefined),
     methods: methodsSchema(),
-    ping: Type.Optional(PingSchema)
+    ping: Type.Optional(PingSchema),
+    allowedOrigins: Type.Optional(Type.Union([Type.Array(Type.String(), { uniqueItems: true }), Type.Literal(false)], {
+      description: 'Against cross-site WebSocket hijacking: the origins whose pages may open upgrades (WebSockets) here, ' +
+        'as `scheme://host[:port]` (`https://app.example.com`) or `scheme://*.domain[:port]` (every subdomain, at any depth). ' +
+        'An upgrade with another `Origin` gets 403 and never reaches the upstream; one without `Origin` (not from a browser) passes. ' +
+        'Compared ignoring case, default ports left out. Plain requests are not checked (that is CORS). A route\'s list replaces ' +
+        'the plugin\'s; `false` turns the check off. Default: off.'
+    }))
   }
 }
 
@@ -224,7 +231,7 @@ export const HealthSchema = Type.Object({
   ready: Type.Optional(Type.Union([Type.String({ pattern: '^/' }), Type.Literal(false)], {
     title: 'path | false',
     default: '/readyz',
-    description: 'Readiness: `GET` answers 200 `{"status":"ready"}`, or 503 `{"status":"draining"}` from the moment `app.close()` begins, ' +
+    description: 'Readiness: `GET` answers 200 `{"status":"ready"}`, or 503 `{"status":"draining"}` from the moment `app.close()` (or `wsProxy.markDraining()`) begins, ' +
       'or 503 `{"status":"no-live-upstream","groups":[...]}` while a group has no server up. `false`: no route. Default `/readyz`.'
   }))
 }, { additionalProperties: false, description: 'The proxy\'s own health endpoints for balancers and orchestrators (Kubernetes probes), at absolute paths (not below `prefix`); GET and HEAD. Off unless set; `{}` serves both at their default paths.' })
