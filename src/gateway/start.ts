@@ -1,5 +1,5 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
-import net from 'node:net'
+import net, { type Socket } from 'node:net'
 import Fastify, { type FastifyInstance } from 'fastify'
 import wsProxyPlugin from '../index.js'
 import { gracePeriod, type CheckedGatewayConfig } from './config.js'
@@ -17,6 +17,31 @@ function closeAfterResponse (this: Server, _req: IncomingMessage, res: ServerRes
   if (draining.has(this)) res.shouldKeepAlive = false
 }
 
+/**
+ * Each server's open connections, for the drain to find those that never sent a byte. Browsers open such
+ * connections ahead of need (preconnect); Node's closeIdleConnections() does not count them as idle, so without
+ * this a drain would wait the whole grace period for them. (Node's HTTP parser reads sockets natively, so
+ * `bytesRead` tells, not 'data' events.)
+ */
+const connections = new WeakMap<net.Server, Set<Socket>>()
+
+function track (this: net.Server, socket: Socket): void {
+  (connections.get(this) as Set<Socket>).add(socket)
+  socket.once('close', forget)
+}
+
+function forget (this: Socket): void {
+  connections.get((this as Socket & { server: net.Server }).server)?.delete(this)
+}
+
+/** The drain's sweep: idle keep-alive connections, and connections that never sent a request. */
+function closeIdle (server: Server): void {
+  server.closeIdleConnections()
+  for (const socket of connections.get(server) as Set<Socket>) {
+    if (socket.bytesRead === 0) socket.destroy()
+  }
+}
+
 /** Starts a gateway: a Fastify server with the plugin registered from a checked config. */
 export async function startGateway (config: CheckedGatewayConfig): Promise<FastifyInstance> {
   const { maxHeaderSize, headersTimeout } = config.server
@@ -31,6 +56,8 @@ export async function startGateway (config: CheckedGatewayConfig): Promise<Fasti
   await app.register(wsProxyPlugin, config.proxy)
   // Before Fastify's handler: one set lookup per request, and the response gets `Connection: close` once draining.
   app.server.prependListener('request', closeAfterResponse)
+  connections.set(app.server, new Set())
+  app.server.on('connection', track)
   try {
     await app.listen({ host: config.host, port: config.port })
   } catch (err) {
@@ -60,7 +87,8 @@ export async function drainGateway (app: FastifyInstance, config: CheckedGateway
   let sweep: NodeJS.Timeout | null = null
   try {
     await quiet(server, app, Math.min(QUIET_MS, grace))
-    sweep = setInterval(() => server.closeIdleConnections(), IDLE_SWEEP_MS)
+    closeIdle(server)
+    sweep = setInterval(closeIdle, IDLE_SWEEP_MS, server)
     await app.close()
     await stopped
   } finally {
