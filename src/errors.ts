@@ -79,3 +79,10 @@ export const FST_WS_PROXY_NO_LIVE_UPSTREAM = createError(
 /** `fastify.wsProxy.group(name)` named no group of the registered proxies. */
 export const FST_WS_PROXY_UNKNOWN_GROUP = createError(
   'FST_WS_PROXY_UNKNOWN_GROUP', 'No upstream group named %s (groups: %s)', 500, TypeError)
+
+/**
+ * An upgrade request whose `Origin` is not in the route's `allowedOrigins` (cross-site WebSocket hijacking):
+ * answered before anything goes upstream. The message does not echo the origin, which the client chose.
+ */
+export const FST_WS_PROXY_ORIGIN_FORBIDDEN = createError(
+  'FST_WS_PROXY_ORIGIN_FORBIDDEN', 'Upgrade requests from this Origin are not allowed on this route', 403)

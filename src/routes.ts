@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http'
-import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify'
+import type { FastifyContextConfig, FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify'
 import type { Dispatcher } from 'undici'
-import { FST_WS_PROXY_BAD_PATH, FST_WS_PROXY_BODY_TOO_LARGE, FST_WS_PROXY_NO_LIVE_UPSTREAM, FST_WS_PROXY_UPGRADE_WITH_BODY } from './errors.js'
+import { FST_WS_PROXY_BAD_PATH, FST_WS_PROXY_BODY_TOO_LARGE, FST_WS_PROXY_NO_LIVE_UPSTREAM, FST_WS_PROXY_ORIGIN_FORBIDDEN, FST_WS_PROXY_UPGRADE_WITH_BODY } from './errors.js'
 import { buildRequestHeaders, connectionIntent } from './headers/request-headers.js'
 import type { ResponseHeaderPlan } from './headers/response-headers.js'
 import type { RewriteRule } from './headers/rules.js'
@@ -112,6 +112,18 @@ export class RouteProxy implements ExchangeRoute {
     // `req.upgrade` is only true for requests Node handed to the 'upgrade' event: their socket has left
     // Node's HTTP parser, so any body would never be read; what followed the head travels in the tunnel.
     const upgrading = (req as { upgrade?: boolean }).upgrade === true
+    // A browser sends `Origin` on every WebSocket handshake; without one the client is not a browser page, which
+    // is all the check defends against (any other client can send whatever Origin it likes).
+    const origins = this.route.allowedOrigins
+    if (upgrading && origins !== null) {
+      const origin = req.headers.origin
+      if (origin !== undefined && !origins.allows(origin)) {
+        const err = new FST_WS_PROXY_ORIGIN_FORBIDDEN()
+        request.log.warn({ err, origin, client: request.ip }, 'upgrade refused: origin not allowed')
+        this.refuse(reply, err)
+        return
+      }
+    }
     const withBody = hasBody(req)
     if (upgrading && withBody) {
       // Its body sits unparsed (maybe chunked) on the socket: refused rather than sent upstream without it.
@@ -248,7 +260,8 @@ export function registerRoutes (instance: FastifyInstance, routes: readonly Reso
       method: [...route.methods] as HTTPMethods[],
       url: route.prefix + '*',
       exposeHeadRoute: false,
-      config: { [kProxyHandler]: handler },
+      // A plugin that declares its own config keys (@fastify/rate-limit's `rateLimit`) makes this key an excess property.
+      config: { [kProxyHandler]: handler } as FastifyContextConfig,
       handler
     })
     if (route.upgrade) claimed.push({ path: proxy.fullPrefix, exact: false })

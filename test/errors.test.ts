@@ -21,6 +21,7 @@ const documented: Record<keyof typeof errors, { status: number, base: ErrorConst
   FST_WS_PROXY_TOO_MANY_TUNNELS: { status: 503, base: Error },
   FST_WS_PROXY_BODY_TOO_LARGE: { status: 413, base: Error },
   FST_WS_PROXY_NO_LIVE_UPSTREAM: { status: 502, base: Error },
+  FST_WS_PROXY_ORIGIN_FORBIDDEN: { status: 403, base: Error },
   FST_WS_PROXY_UNKNOWN_GROUP: { status: 500, base: TypeError }
 }
 

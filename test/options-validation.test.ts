@@ -52,7 +52,22 @@ const invalid: Invalid[] = [
   { name: 'a hook carried over from another proxy plugin', options: { upstream: 'http://x', rewriteRequestHeaders: HOOK }, path: 'rewriteRequestHeaders', reason: /^unexpected property$/ },
   { name: 'a hook inside a route', options: { routes: [{ prefix: '/a/', upstream: 'http://x', onResponse: HOOK }] }, path: 'routes/0/onResponse', reason: /^unexpected property$/ },
   { name: 'an unknown key holding a bigint', options: { upstream: 'http://x', quota: { body: 1n } }, path: 'quota', reason: /^unexpected property$/ },
-  { name: 'a long value is cut', options: { upstream: 'http://x', proxyPass: `http://${'a'.repeat(200)}` }, path: 'proxyPass', reason: /^unexpected property, got "http:\/\/a{69}\.\.\.$/ }
+  { name: 'a long value is cut', options: { upstream: 'http://x', proxyPass: `http://${'a'.repeat(200)}` }, path: 'proxyPass', reason: /^unexpected property, got "http:\/\/a{69}\.\.\.$/ },
+  // allowedOrigins: what an Origin header holds (`scheme://host[:port]`), written the ways people get it wrong.
+  { name: 'allowedOrigins is one string', options: { upstream: 'http://x', allowedOrigins: 'https://app.example.com' }, path: 'allowedOrigins', reason: /^expected union value, got "https:\/\/app\.example\.com"$/ },
+  { name: 'allowedOrigins is true', options: { upstream: 'http://x', allowedOrigins: true }, path: 'allowedOrigins', reason: /^expected union value, got true$/ },
+  { name: 'an origin with a trailing slash', options: { upstream: 'http://x', allowedOrigins: ['https://app.example.com/'] }, path: 'allowedOrigins/0', reason: /^expected scheme:\/\/host\[:port\] without path, query, fragment or credentials, got "https:\/\/app\.example\.com\/"$/ },
+  { name: 'an origin with a path', options: { upstream: 'http://x', allowedOrigins: ['https://a.example', 'https://app.example.com/chat'] }, path: 'allowedOrigins/1', reason: /^expected scheme:\/\/host\[:port\] without path/ },
+  { name: 'an origin with credentials', options: { upstream: 'http://x', allowedOrigins: ['https://user@app.example.com'] }, path: 'allowedOrigins/0', reason: /without path, query, fragment or credentials/ },
+  { name: 'an origin without a scheme', options: { upstream: 'http://x', allowedOrigins: ['app.example.com'] }, path: 'allowedOrigins/0', reason: /^expected scheme:\/\/host\[:port\] .*, got "app\.example\.com"$/ },
+  { name: 'a ws: origin', options: { upstream: 'http://x', allowedOrigins: ['wss://app.example.com'] }, path: 'allowedOrigins/0', reason: /^expected an http: or https: origin \(a browser sends the page's origin, not a ws: URL\), got "wss:\/\/app\.example\.com"$/ },
+  { name: 'an origin that does not parse', options: { upstream: 'http://x', allowedOrigins: ['https://app.example.com:99999'] }, path: 'allowedOrigins/0', reason: /^expected an origin such as "https:\/\/app\.example\.com", got "https:\/\/app\.example\.com:99999"$/ },
+  { name: 'a wildcard inside a host', options: { routes: [{ prefix: '/a/', upstream: 'http://x', allowedOrigins: ['https://app.*.example.com'] }] }, path: 'routes/0/allowedOrigins/0', reason: /^"\*" may only stand for the leftmost labels, followed by a domain name \("https:\/\/\*\.example\.com"\), got "https:\/\/app\.\*\.example\.com"$/ },
+  { name: 'a wildcard for everything', options: { upstream: 'http://x', allowedOrigins: ['https://*'] }, path: 'allowedOrigins/0', reason: /^"\*" may only stand for the leftmost labels/ },
+  { name: 'a wildcard before an empty label', options: { upstream: 'http://x', allowedOrigins: ['https://*..example.com'] }, path: 'allowedOrigins/0', reason: /^"\*" may only stand for the leftmost labels/ },
+  { name: 'a number as an origin', options: { upstream: 'http://x', allowedOrigins: [8080] }, path: 'allowedOrigins', reason: /^expected union value, got \[8080\]$/ },
+  // The plugin's list is checked even when every route has its own.
+  { name: 'an invalid plugin list that every route overrides', options: { allowedOrigins: ['ws://a'], routes: [{ prefix: '/a/', upstream: 'http://x', allowedOrigins: false }] }, path: 'allowedOrigins/0', reason: /^expected an http: or https: origin/ }
 ]
 
 for (const c of invalid) {
@@ -119,6 +134,29 @@ t.test('partial groups keep the defaults of the fields they leave out', async (t
   }).routes
   t.equal(own.connectTimeout, 5, 'the route sets connect')
   t.equal(own.readTimeout, 2000, 'read still comes from the plugin level')
+})
+
+t.test('allowedOrigins: the route\'s list replaces the plugin\'s, `false` and absence mean no check', async (t) => {
+  const [inherits, own, off, shorthandLike] = resolveOptions({
+    allowedOrigins: ['https://app.example.com'],
+    routes: [
+      { prefix: '/a/', upstream: 'http://x' },
+      { prefix: '/b/', upstream: 'http://x', allowedOrigins: ['https://*.example.org:8443'] },
+      { prefix: '/c/', upstream: 'http://x', allowedOrigins: false },
+      { prefix: '/d/', upstream: 'http://x', allowedOrigins: [] }
+    ]
+  }).routes
+  t.equal(inherits.allowedOrigins?.allows('https://app.example.com'), true)
+  t.equal(own.allowedOrigins?.allows('https://app.example.com'), false, 'replaced, not merged')
+  t.equal(own.allowedOrigins?.allows('https://a.example.org:8443'), true)
+  t.equal(own.allowedOrigins?.allows('https://a.example.org'), false, 'the pattern\'s port')
+  t.equal(off.allowedOrigins, null)
+  t.equal(shorthandLike.allowedOrigins?.allows('https://app.example.com'), false, '[] allows no browser origin')
+  t.equal(resolveOptions({ upstream: 'http://x' }).routes[0].allowedOrigins, null, 'off by default')
+  t.equal(resolveOptions({ upstream: 'http://x', allowedOrigins: ['http://[::1]:8080'] }).routes[0].allowedOrigins?.allows('http://[::1]:8080'), true,
+    'the shorthand route takes the plugin\'s list; IPv6 hosts as browsers write them')
+  t.equal(resolveOptions({ upstream: 'http://x', allowedOrigins: ['https://bücher.example'] }).routes[0].allowedOrigins?.allows('https://xn--bcher-kva.example'), true,
+    'an IDN entry matches the punycode browsers send')
 })
 
 t.test('the resolved options are frozen all the way down', async (t) => {

@@ -1,10 +1,13 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
-import { WebSocketServer } from 'ws'
+import { WebSocketServer, type VerifyClientCallbackAsync } from 'ws'
 import { DEMO_PAGE } from './page.js'
 
-/** The built-in demo upstream: the demo page, a small JSON API, and a WebSocket echo on every path. */
+/**
+ * The built-in demo upstream: the demo page, a small JSON API, and a WebSocket echo on every path. The text message
+ * `close CODE [REASON]` (CODE 3000-4999, REASON printable ASCII) makes the upstream close with that code and reason.
+ */
 export interface DemoUpstream {
   readonly url: string
   close (): Promise<void>
@@ -25,17 +28,35 @@ function demoRequest (req: IncomingMessage, res: ServerResponse): void {
   })
 }
 
+/** The subprotocols the demo speaks, preferred first. */
+const PROTOCOLS = ['echo.v1', 'chat']
+// ASCII only, so 123 characters fit the 123 bytes a Close frame's reason may take (RFC 6455 §5.5).
+const CLOSE_COMMAND = /^close ([34]\d{3})(?: ([ -~]{1,123}))?$/
+
+/** A handshake offering subprotocols, none of them the demo's, is refused with 400, as a strict server would. */
+const verifyProtocols: VerifyClientCallbackAsync = ({ req }, done) => {
+  const offered = req.headers['sec-websocket-protocol']
+  if (offered === undefined || offered.split(',').some((p) => PROTOCOLS.includes(p.trim()))) done(true)
+  else done(false, 400, `unsupported subprotocol; this upstream speaks ${PROTOCOLS.join(', ')}`)
+}
+
 export async function startDemoUpstream (): Promise<DemoUpstream> {
   const server = http.createServer(demoRequest)
   const wss = new WebSocketServer({
     server,
     perMessageDeflate: true,
-    // Picks `echo.v1` when offered, else the first offered: the upstream (not the proxy) chooses the subprotocol.
-    handleProtocols: (protocols) => protocols.has('echo.v1') ? 'echo.v1' : [...protocols][0]
+    verifyClient: verifyProtocols,
+    // The upstream (not the proxy) chooses the subprotocol: `echo.v1` when offered, else `chat` (verifyProtocols
+    // has made sure one of them is).
+    handleProtocols: (protocols) => protocols.has('echo.v1') ? 'echo.v1' : 'chat'
   })
   wss.on('connection', (ws) => {
-    ws.send('welcome: everything you send is echoed')
-    ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }))
+    ws.send('welcome: everything you send is echoed; send "close 4321 why" and the upstream closes with that code')
+    ws.on('message', (data, isBinary) => {
+      const command = isBinary ? null : CLOSE_COMMAND.exec(data.toString())
+      if (command === null) ws.send(data, { binary: isBinary })
+      else ws.close(Number(command[1]), command[2])
+    })
   })
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')

@@ -318,6 +318,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
     try {
       // RFC 9110 §15: a status outside 100..599 is invalid; Node would relay up to 999.
       if (statusCode > 599) throw new RangeError(`Invalid status code: ${statusCode}`)
+      setHookHeaders(this.reply, res)
       res.writeHead(statusCode, statusText === '' ? undefined : statusText, headers)
       return null
     } catch (err) {
@@ -369,6 +370,19 @@ const NON_IDEMPOTENT = new Set(['POST', 'LOCK', 'PATCH'])
 
 const STATUS_FAILURES = new Map<number, AttemptFailure>([[500, 'http_500'], [502, 'http_502'], [503, 'http_503'], [504, 'http_504'],
   [403, 'http_403'], [404, 'http_404'], [429, 'http_429']])
+
+/**
+ * Headers a hook set on the reply (@fastify/cors's `Access-Control-*`): Fastify writes them in `reply.send`, which a
+ * relayed answer bypasses. They go on the response first, so the upstream's headers of the same name replace them
+ * (`writeHead` with a list), as headers set on `reply.raw` (@fastify/helmet) already are.
+ */
+function setHookHeaders (reply: FastifyReply, res: ServerResponse): void {
+  const headers = reply.getHeaders()
+  for (const name in headers) {
+    // Never undefined: `reply.header()` stores '' for it, and `reply.raw` cannot hold it.
+    if (!res.hasHeader(name)) res.setHeader(name, headers[name] as string | number | readonly string[])
+  }
+}
 
 /** The protocol a 101 switched to (its `Upgrade` header), for logs and events. */
 function upgradeProtocol (raw: Buffer[]): string {

@@ -5,6 +5,7 @@ import { compileRequestRules, compileResponseRules, compileRewriteRule, compileR
 import type { LookupScope } from '../vars/builtins.js'
 import { MapRegistry } from '../vars/maps.js'
 import type { TunnelLogLevel } from '../telemetry/events.js'
+import { compileOrigins, type OriginAllowList } from '../upgrade/origins.js'
 import { resolveGroups, urlGroup, type ResolvedGroup } from './groups.js'
 import { parseUpstream } from './upstream-url.js'
 import type { TlsOptions } from './upstream-schema.js'
@@ -51,6 +52,8 @@ export interface ResolvedRoute {
   readonly cookiePath: readonly RewriteRule[]
   /** Whether any template reads the request's context, so a VarContext is made per request. */
   readonly needsVars: boolean
+  /** The origins whose upgrade requests are allowed (`allowedOrigins`, the route's or else the plugin's); null: no check. */
+  readonly allowedOrigins: OriginAllowList | null
   /** The same route aimed at `upgradeUpstream`, for its upgrade requests; null when upgrades go to `upstream`. */
   readonly upgradeRoute: ResolvedRoute | null
 }
@@ -192,13 +195,15 @@ function buildResolved (options: WsProxyOptions, registry: MetricsRegistry | nul
   const tls = options.tls ?? null
   const groups = resolveGroups(options.upstreams ?? {}, { response: false, map: maps.lookup, captures: null }, tls)
   const targets = new Targets(groups, tls)
+  // Compiled once, so an invalid plugin-level list fails at its own path even when every route has its own.
+  const origins = compileOrigins(options.allowedOrigins, 'allowedOrigins')
   const seen = new Map<string, number>()
   const resolved = routes.map((route, i) => {
     const at = base === '' ? '' : `${base}${i}/`
     const previous = seen.get(route.prefix)
     if (previous !== undefined) fail(`${at}prefix`, `duplicate prefix ${JSON.stringify(route.prefix)} (also routes/${previous}/prefix)`)
     seen.set(route.prefix, i)
-    return resolveRoute(route, at, plugin, maps, targets)
+    return resolveRoute(route, at, plugin, maps, targets, origins)
   })
 
   const metrics = options.metrics
@@ -262,7 +267,7 @@ class Targets {
   }
 }
 
-function resolveRoute (route: RouteOptions, at: string, plugin: Defaulted, maps: MapRegistry, targets: Targets): ResolvedRoute {
+function resolveRoute (route: RouteOptions, at: string, plugin: Defaulted, maps: MapRegistry, targets: Targets, origins: OriginAllowList | null): ResolvedRoute {
   const { group, origin, host, path } = targets.resolve(route.upstream, `${at}upstream`)
   if (path !== null && route.rewritePrefix !== undefined) {
     fail(`${at}rewritePrefix`, 'the upstream URL already has a path, which replaces the prefix (nginx proxy_pass URI); give one or the other')
@@ -292,6 +297,7 @@ function resolveRoute (route: RouteOptions, at: string, plugin: Defaulted, maps:
     ...rules,
     // The hash key of the group is a request template too.
     needsVars: rules.needsVars || group.hash?.constant === null,
+    allowedOrigins: route.allowedOrigins === undefined ? origins : compileOrigins(route.allowedOrigins, `${at}allowedOrigins`),
     upgradeRoute: null
   }
   if (route.upgradeUpstream === undefined) return Object.freeze(resolved)

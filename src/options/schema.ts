@@ -143,7 +143,7 @@ function inheritable (withDefaults: boolean) {
       'When false they are proxied as plain requests without their Upgrade intent. Default true.', withDefaults ? DEFAULTS.upgrade : undefined),
     methods: methodsSchema(),
     ping: Type.Optional(PingSchema),
-    allowedOrigins: Type.Optional(Type.Union([Type.Array(Type.String(), { uniqueItems: true }), Type.Literal(false)], {
+    allowedOrigins: Type.Optional(Type.Union([Type.Array(Type.String()), Type.Literal(false)], {
       description: 'Against cross-site WebSocket hijacking: the origins whose pages may open upgrades (WebSockets) here, ' +
         'as `scheme://host[:port]` (`https://app.example.com`) or `scheme://*.domain[:port]` (every subdomain, at any depth). ' +
         'An upgrade with another `Origin` gets 403 and never reaches the upstream; one without `Origin` (not from a browser) passes. ' +
