@@ -34,6 +34,8 @@ export interface SupervisorOptions {
   /** Reads and validates the config again (SIGHUP); throws with the reason. */
   load: () => Promise<CheckedGatewayConfig>
   log: PrimaryLog
+  /** A worker that served this long before it died starts its slot's backoff over (ms; default 10 s). */
+  stableAfter?: number
 }
 
 /**
@@ -91,8 +93,7 @@ export class Supervisor {
   /** Drains every worker (each within its grace period) and resolves when all have exited. */
   async stop (): Promise<void> {
     this.#stopping = true
-    for (const timer of this.#respawns.values()) clearTimeout(timer)
-    this.#respawns.clear()
+    this.#cancelRespawns()
     const gone = new Promise<void>((resolve) => { this.#allGone = resolve })
     for (const member of this.#members) this.#retire(member)
     if (this.#members.size === 0) this.#allGone?.()
@@ -117,12 +118,17 @@ export class Supervisor {
       return false
     }
     const old = this.#current
-    for (const timer of this.#respawns.values()) clearTimeout(timer)
-    this.#respawns.clear()
+    // The new generation fills every slot: a dead old worker is not restarted.
+    this.#cancelRespawns()
     this.#serve(config, members)
     for (const member of old) if (member !== null) this.#retire(member)
     this.#log.info({ generation: this.#generation, workers: this.pids }, 'reloaded: the new workers serve, the old ones drain')
     return true
+  }
+
+  #cancelRespawns (): void {
+    for (const timer of this.#respawns.values()) clearTimeout(timer)
+    this.#respawns.clear()
   }
 
   #serve (config: CheckedGatewayConfig, members: Member[]): void {
@@ -203,7 +209,7 @@ export class Supervisor {
       this.#log.info({ worker: pid, generation: member.generation, code, signal }, 'worker drained and exited')
     } else if (this.#current[member.slot] === member) {
       this.#current[member.slot] = null
-      const stable = member.readyAt !== 0 && Date.now() - member.readyAt >= STABLE_AFTER
+      const stable = member.readyAt !== 0 && Date.now() - member.readyAt >= (this.#options.stableAfter ?? STABLE_AFTER)
       const deaths = this.#deaths[member.slot] = stable ? 1 : (this.#deaths[member.slot] ?? 0) + 1
       const restartIn = Math.min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (deaths - 1))
       this.#log.error({ worker: pid, slot: member.slot, code, signal, reason: exitReason(code, signal), restartIn }, 'worker died; restarting it')
