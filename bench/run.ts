@@ -87,7 +87,10 @@ type Metrics = Record<string, number>
 
 async function measure (port: number, pid: number | null): Promise<Metrics> {
   const m: Metrics = {}
+  const getCpuBefore = pid === null ? 0 : cpuSeconds(pid)
   const get = JSON.parse(await run(process.execPath, [AUTOCANNON, '-j', '-c', '50', '-d', String(SECONDS), `http://127.0.0.1:${port}/small`]))
+  // The proxy's own CPU per request: what it costs, whatever share of the cores the load generator took.
+  if (pid !== null) m.getCpuUs = (cpuSeconds(pid) - getCpuBefore) * 1e6 / get.requests.total
   m.getRps = get.requests.average
   m.getP50 = get.latency.p50
   m.getP99 = get.latency.p99
@@ -96,6 +99,9 @@ async function measure (port: number, pid: number | null): Promise<Metrics> {
   m.postMBps = post.throughput.average / 1e6
   const rtt = JSON.parse(await run(process.execPath, [...TS, 'bench/ws-load.ts', `ws://127.0.0.1:${port}/rtt`, 'rtt', '50', '64', String(SECONDS)], TS_ENV))
   m.wsRttPerSec = rtt.messages / rtt.seconds
+  const handshakes = JSON.parse(await run(process.execPath, [...TS, 'bench/ws-load.ts', `ws://127.0.0.1:${port}/hs`, 'handshake', '10', '64', String(SECONDS)], TS_ENV))
+  m.wsHandshakesPerSec = handshakes.messages / handshakes.seconds
+  m.wsHandshakeErrors = handshakes.failed
   const cpuBefore = pid === null ? 0 : cpuSeconds(pid)
   const bulk = JSON.parse(await run(process.execPath, [...TS, 'bench/ws-load.ts', `ws://127.0.0.1:${port}/bulk`, 'bulk', '1', String(64 * 1024), String(SECONDS)], TS_ENV))
   m.wsBulkMBps = bulk.bytes / bulk.seconds / 1e6
@@ -120,21 +126,20 @@ async function settle (child: ChildProcess, pid: number): Promise<void> {
 
 /**
  * RSS growth per idle tunnel, measured on a fresh process of the contender (after the load phases a Node heap has
- * grown and may shrink while tunnels open, which made the figure meaningless): `count` ws clients connect and stay silent.
+ * grown and may shrink while tunnels open, which made the figure meaningless), after a warm-up of 200 tunnels opened
+ * and closed: `count` ws clients connect and stay silent.
  */
 async function idleTunnelMemory (contender: Contender, upstreamPort: number): Promise<number> {
   const { child, port, pid } = await startProcess([contender.script as string, String(upstreamPort)])
   try {
+    // A warm-up (as the soak does): the first tunnels compile code and grow pools once per process, whoever they are.
+    const warmUp = await holdIdle(port, WARM_UP_TUNNELS)
+    warmUp.kill('SIGKILL')
+    await new Promise((resolve) => setTimeout(resolve, 1000))
     await settle(child, pid)
     const before = rssBytes(pid)
-    const holder = spawn(process.execPath, [...TS, 'bench/ws-idle.ts', `ws://127.0.0.1:${port}/idle`, String(IDLE_TUNNELS)], { cwd: root, env: TS_ENV, stdio: ['ignore', 'pipe', 'inherit'] })
+    const holder = await holdIdle(port, IDLE_TUNNELS)
     try {
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error('idle tunnels did not open in 60 s')), 60_000)
-        holder.stdout.on('data', (chunk: Buffer) => {
-          if (chunk.toString().includes('OPEN')) { clearTimeout(timer); resolve() }
-        })
-      })
       await settle(child, pid)
       return (rssBytes(pid) - before) / IDLE_TUNNELS
     } finally {
@@ -143,6 +148,25 @@ async function idleTunnelMemory (contender: Contender, upstreamPort: number): Pr
   } finally {
     child.kill()
   }
+}
+
+const WARM_UP_TUNNELS = 200
+
+/** A process holding `count` idle WebSocket connections to `port`, once all are open. */
+async function holdIdle (port: number, count: number): Promise<ChildProcess> {
+  const holder = spawn(process.execPath, [...TS, 'bench/ws-idle.ts', `ws://127.0.0.1:${port}/idle`, String(count)], { cwd: root, env: TS_ENV, stdio: ['ignore', 'pipe', 'inherit'] })
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('idle tunnels did not open in 60 s')), 60_000)
+      holder.stdout?.on('data', (chunk: Buffer) => {
+        if (chunk.toString().includes('OPEN')) { clearTimeout(timer); resolve() }
+      })
+    })
+  } catch (err) {
+    holder.kill('SIGKILL')
+    throw err
+  }
+  return holder
 }
 
 function median (values: number[]): number {
@@ -201,9 +225,11 @@ const fmt = (v: number | undefined, digits = 0): string => v === undefined || Nu
 const rows = [
   ['HTTP small GET, req/s (50 connections)', 'getRps', 0, true],
   ['HTTP small GET, p50 / p99 latency ms', null, 0, false],
+  ['HTTP small GET, proxy CPU µs per request', 'getCpuUs', 0, false],
   ['HTTP 1 MiB POST echo, MB/s (8 connections)', 'postMBps', 1, true],
   ['WebSocket round trips/s (50 clients, 64 B)', 'wsRttPerSec', 0, true],
   ['WebSocket bulk echo, MB/s each way (64 KiB messages)', 'wsBulkMBps', 1, true],
+  ['WebSocket handshakes/s (10 clients: connect, one echo, close)', 'wsHandshakesPerSec', 0, true],
   ['proxy CPU seconds per GB tunnelled', 'cpuSecPerGB', 2, false],
   [`proxy RSS per idle tunnel, KiB (${IDLE_TUNNELS} tunnels)`, 'idleTunnelBytes', 1, false]
 ] as const
