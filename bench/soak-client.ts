@@ -1,6 +1,7 @@
 // Soak clients, in their own process: <count> slots, each holding one WebSocket tunnel through the proxy.
-// Usage: soak-client <idle|active> <count> <messages/s per tunnel> <message bytes>; `warmUp { port, count }` first
-// (it sets the proxy's port), then `open` opens them all.
+// Usage: soak-client <idle|active> <count> <messages/s per tunnel> <message bytes> [first slot]; `warmUp { ports, count }`
+// first (it sets the proxies' ports), then `open` opens them all. Slots spread over the proxy processes round-robin by
+// their index across all client processes (this one's start at <first slot>); a reconnect goes to its slot's proxy.
 // A tunnel (a "session") counts once the upstream's `hello <name>` arrives, naming the upstream life it reached.
 // Active sessions send numbered messages at a steady rate and check each echo: right bytes, in order; what was
 // sent but never echoed when the session ended is lost. A session that ends unexpectedly is reconnected
@@ -9,9 +10,12 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { WebSocket } from 'ws'
 import { announce, serve } from './soak-rpc.js'
 
-const [mode, countArg, rateArg, sizeArg] = process.argv.slice(2)
+const [mode, countArg, rateArg, sizeArg, firstArg] = process.argv.slice(2)
 const active = mode === 'active'
-let url = ''
+let urls: string[] = []
+const first = Number(firstArg ?? 0)
+/** The proxy a slot's tunnels go to, every time. */
+const urlOf = (slot: number): string => urls[(first + slot) % urls.length]
 const count = Number(countArg)
 const rate = Number(rateArg)
 const size = Number(sizeArg)
@@ -118,7 +122,7 @@ function releaseHandshake (): void {
 /** One attempt: resolves once the upstream said hello, rejects on any failure (the socket is then gone). */
 async function attempt (slot: Slot): Promise<void> {
   attempts++
-  const ws = new WebSocket(url, { perMessageDeflate: false, handshakeTimeout: HANDSHAKE_TIMEOUT })
+  const ws = new WebSocket(urlOf(slot.index), { perMessageDeflate: false, handshakeTimeout: HANDSHAKE_TIMEOUT })
   const session: Session = { slot, ws, life: '?', sent: 0, echoed: 0, outOfOrder: 0, corrupt: 0, open: false }
   ws.on('message', (data: Buffer) => onMessage(session, data))
   try {
@@ -216,8 +220,8 @@ function report (): Record<string, unknown> {
 
 /** Opens `count` tunnels and closes them again: the proxy's lazily built state is then in its memory baseline. */
 async function warmUp (count: number): Promise<number> {
-  const sockets = await Promise.all(Array.from({ length: count }, async () => {
-    const ws = new WebSocket(url, { perMessageDeflate: false, handshakeTimeout: HANDSHAKE_TIMEOUT })
+  const sockets = await Promise.all(Array.from({ length: count }, async (_, index) => {
+    const ws = new WebSocket(urlOf(index), { perMessageDeflate: false, handshakeTimeout: HANDSHAKE_TIMEOUT })
     await new Promise<void>((resolve, reject) => {
       ws.once('message', () => resolve())
       ws.once('error', reject)
@@ -233,7 +237,7 @@ async function warmUp (count: number): Promise<number> {
 
 serve({
   warmUp: async (args) => {
-    url = `ws://127.0.0.1:${Number(args.port)}/soak`
+    urls = (args.ports as number[]).map((port) => `ws://127.0.0.1:${Number(port)}/soak`)
     return { opened: await warmUp(Number(args.count)) }
   },
   open: async () => {
