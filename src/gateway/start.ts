@@ -10,11 +10,9 @@ const IDLE_SWEEP_MS = 50
 const QUIET_MS = 1000
 const POLL_MS = 20
 
-/** Servers whose responses close their connection after them (a drain has begun). */
-const draining = new WeakSet<Server>()
-
-function closeAfterResponse (this: Server, _req: IncomingMessage, res: ServerResponse): void {
-  if (draining.has(this)) res.shouldKeepAlive = false
+/** Installed when a drain begins, before Fastify's handler: every response from then on closes its connection. */
+function closeAfterResponse (_req: IncomingMessage, res: ServerResponse): void {
+  res.shouldKeepAlive = false
 }
 
 /**
@@ -54,8 +52,6 @@ export async function startGateway (config: CheckedGatewayConfig): Promise<Fasti
     return503OnClosing: false
   })
   await app.register(wsProxyPlugin, config.proxy)
-  // Before Fastify's handler: one set lookup per request, and the response gets `Connection: close` once draining.
-  app.server.prependListener('request', closeAfterResponse)
   connections.set(app.server, new Set())
   app.server.on('connection', track)
   try {
@@ -77,7 +73,7 @@ export async function startGateway (config: CheckedGatewayConfig): Promise<Fasti
  */
 export async function drainGateway (app: FastifyInstance, config: CheckedGatewayConfig): Promise<void> {
   const server = app.server
-  draining.add(server)
+  server.prependListener('request', closeAfterResponse)
   app.wsProxy.markDraining()
   // net's close, not http's: http's also closes idle keep-alive connections at once, and under load a connection
   // is "idle" for the instant between a response and the request the client is already sending on it.
