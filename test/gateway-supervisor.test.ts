@@ -8,7 +8,7 @@ import { within, type Teardown } from './helpers/servers.js'
 
 // The supervisor's decisions, in this process as the cluster primary, with stand-in workers
 // (test/fixtures/fake-worker.mjs) that report ready at once: restarts and their backoff, the reason logged for a
-// death, a stop or a reload while a restart waits. The real workers are exercised in gateway-cluster.test.ts.
+// death, a stop or a reload while a restart waits. The real workers are exercised in the gateway-cluster-*.test.ts files.
 
 // No execArgv: the test runner's TypeScript loader would make every fork take a second or more.
 cluster.setupPrimary({ exec: fileURLToPath(new URL('./fixtures/fake-worker.mjs', import.meta.url)), execArgv: [], silent: true })
