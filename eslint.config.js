@@ -3,7 +3,7 @@ import neostandard from 'neostandard'
 export default [
   ...neostandard({
     ts: true,
-    ignores: ['dist/**', 'node_modules/**', 'coverage/**', '.tap/**', 'scratch/**']
+    ignores: ['dist/**', 'node_modules/**', 'coverage/**', '.tap/**', '.cli-build/**', 'scratch/**']
   }),
   {
     // nginx templates write `${name}` inside plain strings on purpose (README, tests, examples).

@@ -7,7 +7,7 @@ import { upstream, config, startCluster, inProcess } from './helpers/cluster.js'
 
 // The cluster CLI forms: one process, the demo, usage errors, and two instances agreeing on consistent-hash keys.
 const { dir, write } = configDir('cluster-cli')
-// Most cases start real processes (a primary and its workers, each loading TypeScript): tens of seconds each.
+// Most cases start real processes (a primary and its workers): seconds each, more beside other test files.
 t.setTimeout(300_000)
 
 t.test('one process (--workers 1): SIGHUP is refused with a warning and the gateway keeps serving', async (t) => {

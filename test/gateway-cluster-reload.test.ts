@@ -11,7 +11,7 @@ import { upstream, config, startCluster, primaryLines, keepAliveGet, inProcess, 
 
 // Reloads (SIGHUP and --reload) of a cluster gateway: under load, refused, abandoned.
 const { dir, write } = configDir('cluster-reload')
-// Every case starts real processes (a primary and its workers, each loading TypeScript): tens of seconds each.
+// Every case starts real processes (a primary and its workers): seconds each, more beside other test files.
 t.setTimeout(300_000)
 
 t.test('reloads under load (SIGHUP and --reload): no request fails, the new config serves, old workers drain', async (t) => {

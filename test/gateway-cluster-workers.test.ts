@@ -9,7 +9,7 @@ import { upstream, config, startCluster, primaryLines, inProcess } from './helpe
 
 // A cluster gateway's workers: dying and restarted, draining at SIGTERM, killed when stuck, failing to listen.
 const { write } = configDir('cluster-workers')
-// Every case starts real processes (a primary and its workers, each loading TypeScript): tens of seconds each.
+// Every case starts real processes (a primary and its workers): seconds each, more beside other test files.
 t.setTimeout(300_000)
 
 t.test('a worker that dies is logged with its reason and restarted with backoff; requests carry on', async (t) => {

@@ -4,6 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Teardown } from './servers.js'
+import { CLI_BUILD } from '../setup/paths.js'
 
 /** A directory of its own for a test file's configs and pid files. */
 export function configDir (name: string): { dir: string, write: (file: string, content: unknown) => string } {
@@ -20,10 +21,10 @@ export function configDir (name: string): { dir: string, write: (file: string, c
 
 export interface Run { child: ChildProcess, output: () => string, errors: () => string }
 
-/** Runs the CLI from its TypeScript source in a child process (its workers too); killed at teardown. */
+/** Runs the CLI, as compiled from src/ for this run (test/setup/before-run.ts), in a child process (its workers too); killed at teardown. */
 export function cli (t: Teardown, args: string[], env: Record<string, string> = {}, detached = false): Run {
-  const child = spawn(process.execPath, ['--import', '@tapjs/typescript/import', 'src/cli.ts', ...args], {
-    env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1', ...env },
+  const child = spawn(process.execPath, ['--enable-source-maps', join(CLI_BUILD, 'cli.js'), ...args], {
+    env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     // Its own process group, as a terminal's foreground job: a signal to -pid reaches the primary and its workers.
     detached

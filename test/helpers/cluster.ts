@@ -5,8 +5,8 @@ import { httpUpstream, origin, wsUpstream, type Teardown } from './servers.js'
 import { cli, logLines, waitForOutput, type Run } from './cli.js'
 import { main } from '../../src/gateway/cli-main.js'
 
-// Shared by the gateway-cluster-*.test.ts files: each case there starts real processes (a primary and its workers,
-// each loading TypeScript), so the cases are spread over several files that tap runs side by side, each within its own timeout.
+// Shared by the gateway-cluster-*.test.ts files: each case there starts real processes (a primary and its workers),
+// so the cases are spread over several files that tap runs side by side, each within its own timeout.
 
 /** An upstream for HTTP (echo of the request as JSON, optionally slow) and WebSocket (echo) on one port. */
 export async function upstream (t: Teardown): Promise<{ url: string, server: Server }> {
