@@ -3,11 +3,12 @@ import { once } from 'node:events'
 import { WebSocket } from 'ws'
 import { request } from './helpers/clients.js'
 import { cli, configDir, exitCode, logLines, waitForOutput } from './helpers/cli.js'
+import { httpUpstream, origin } from './helpers/servers.js'
 import { upstream, config, startCluster, primaryLines } from './helpers/cluster.js'
 
 // A cluster gateway's primary and workers: sharing the port, and signals at every stage (starting, reloading, Ctrl-C).
 const { write } = configDir('cluster-signals')
-// Every case starts real processes (a primary and its workers, each loading TypeScript): tens of seconds each.
+// Every case starts real processes (a primary and its workers): seconds each, more beside other test files.
 t.setTimeout(300_000)
 
 t.test('--workers 2: a primary and two workers share the port; connections reach both', async (t) => {
@@ -72,14 +73,29 @@ t.test('SIGTERM while a reload\'s workers are starting: both generations drain, 
 })
 
 t.test('Ctrl-C (SIGINT to the whole process group): every worker drains once, exit 0', async (t) => {
+  let reached: () => void = () => {}
+  const upstreamReached = new Promise<void>((resolve) => { reached = resolve })
+  const slow = await httpUpstream(t, (req, res) => {
+    reached()
+    setTimeout(() => res.end(`slow ${req.url as string}`), 1000)
+  })
   const up = await upstream(t)
-  const { run, base } = await startCluster(t, write('ctrl-c.json', config(up.url, 'v1')), 2, true)
+  const file = write('ctrl-c.json', { ...config(up.url, 'v1'), routes: [{ prefix: '/slow/', upstream: origin(slow) + '/' }, { prefix: '/', upstream: up.url }] })
+  const { run, base } = await startCluster(t, file, 2, true)
   t.teardown(() => { try { process.kill(-(run.child.pid as number), 'SIGKILL') } catch {} })
   const ws = new WebSocket(base.replace('http', 'ws') + '/tunnel')
   t.teardown(() => ws.terminate())
   await once(ws, 'open')
   const closed = once(ws, 'close')
+  // A request in flight holds its worker's drain for a second: the primary's drain message reaches that worker
+  // after its own SIGINT, and it drains once.
+  const inFlight = request(`${base}/slow/x`)
+  await upstreamReached
   process.kill(-(run.child.pid as number), 'SIGINT')
+  const res = await inFlight
+  t.equal(res.status, 200)
+  t.equal(res.body.toString(), 'slow /x', 'the request in flight finished')
+  t.equal(res.headers.connection, 'close')
   t.equal(await exitCode(run), 0)
   t.equal(((await closed) as [number])[0], 1001)
   t.same(primaryLines(run, 'worker drained and exited').map((line) => line.code), [0, 0])
