@@ -36,6 +36,8 @@ export interface SupervisorOptions {
   log: PrimaryLog
   /** A worker that served this long before it died starts its slot's backoff over (ms; default 10 s). */
   stableAfter?: number
+  /** The wait before a dead worker's first restart (ms; default 100), doubled per death in a row up to 10 s. */
+  firstBackoff?: number
 }
 
 /**
@@ -211,7 +213,7 @@ export class Supervisor {
       this.#current[member.slot] = null
       const stable = member.readyAt !== 0 && Date.now() - member.readyAt >= (this.#options.stableAfter ?? STABLE_AFTER)
       const deaths = this.#deaths[member.slot] = stable ? 1 : (this.#deaths[member.slot] ?? 0) + 1
-      const restartIn = Math.min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (deaths - 1))
+      const restartIn = Math.min(BACKOFF_MAX, (this.#options.firstBackoff ?? BACKOFF_FIRST) * 2 ** (deaths - 1))
       this.#log.error({ worker: pid, slot: member.slot, code, signal, reason: exitReason(code, signal), restartIn }, 'worker died; restarting it')
       this.#respawns.set(member.slot, setTimeout(() => this.#respawn(member.slot), restartIn))
     }
