@@ -124,7 +124,7 @@ t.test('a ws client and a ws upstream both see Close 1001, and app.close() resol
   const started = Date.now()
   await within(app.close(), 5000, 'app.close()')
   const took = Date.now() - started
-  t.ok(took < 1000, `app.close() resolved in ${took} ms (closeGracePeriod 3000)`)
+  t.ok(took < 2000, `app.close() resolved in ${took} ms (closeGracePeriod 3000)`)
   t.equal(app.wsProxy.tunnels, 0, 'no tunnel left once app.close() has resolved')
   t.same(await atClient, { code: 1001, reason: '' }, 'the client got a Close 1001 "going away"')
   t.same(await atUpstream, { code: 1001, reason: '' }, 'the upstream got a Close 1001 "going away" too')
@@ -187,7 +187,7 @@ for (const { name, before, after, delivered } of cases) {
     client.socket.write(maskedFrame(CLOSE, closePayload(1001)))
     await within(closing, 3000, 'app.close()')
     const took = Date.now() - started
-    t.ok(took < 1500, `app.close() resolved in ${took} ms once both sides answered (closeGracePeriod 3000)`)
+    t.ok(took < 2000, `app.close() resolved in ${took} ms once both sides answered (closeGracePeriod 3000)`)
     await client.close()
     await connection.received.close()
 
@@ -253,7 +253,7 @@ t.test('a client that has already sent its Close gets the Close 1001, the upstre
   connection.socket.write(frame(CLOSE, closePayload(1000)))
   await within(closing, 3000, 'app.close()')
   const took = Date.now() - started
-  t.ok(took < 1500, `app.close() resolved in ${took} ms (closeGracePeriod 3000)`)
+  t.ok(took < 2000, `app.close() resolved in ${took} ms (closeGracePeriod 3000)`)
   await client.close()
   await connection.received.close()
   t.ok(connection.afterHead().equals(clientClose), 'the upstream got the client\'s own Close 1000 and no Close 1001')
@@ -275,7 +275,7 @@ t.test('an upstream that has already sent its Close gets the Close 1001, the cli
   client.socket.write(maskedFrame(CLOSE, closePayload(1000)))
   await within(closing, 3000, 'app.close()')
   const took = Date.now() - started
-  t.ok(took < 1500, `app.close() resolved in ${took} ms (closeGracePeriod 3000)`)
+  t.ok(took < 2000, `app.close() resolved in ${took} ms (closeGracePeriod 3000)`)
   await client.close()
   await connection.received.close()
   t.ok(afterHead(client).equals(upstreamClose), 'the client got the upstream\'s own Close 1000 and no Close 1001')
@@ -309,7 +309,7 @@ t.test('peers that never answer the Close are destroyed at closeGracePeriod, and
 
 t.test('a non-WebSocket tunnel is half-closed both ways, and destroyed at the deadline when neither side closes', async (t) => {
   const upstream = await headUpstream(t, ({ socket }) => { socket.write(switching('foo')) }, true)
-  const { app, port } = await gateway(t, { upstream: origin(upstream), closeGracePeriod: 300 })
+  const { app, port } = await gateway(t, { upstream: origin(upstream), closeGracePeriod: 1000 })
   const client = await rawClient(t, port, true)
   client.socket.write(upgradeHead('/raw', 'foo'))
   await client.contains('\r\n\r\n')
@@ -321,15 +321,15 @@ t.test('a non-WebSocket tunnel is half-closed both ways, and destroyed at the de
   await client.until((c) => c.ended, 2000, 'a FIN at the client')
   await connection.received.until((r) => r.ended, 2000, 'a FIN at the upstream')
   const finAfter = Date.now() - started
-  t.ok(finAfter < 250, `both sides got a FIN after ${finAfter} ms`)
+  t.ok(finAfter < 800, `both sides got a FIN after ${finAfter} ms, before the deadline`)
   t.notOk(client.closed, 'the client, half open, is still connected')
   t.notOk(connection.received.closed, 'the upstream, half open, is still connected')
   t.equal(parseHead(client.text).status, 101)
   t.equal(client.length, Buffer.byteLength(client.text.slice(0, headEnd(client.bytes))), 'no bytes besides the 101')
 
-  await within(closing, 3000, 'app.close()')
+  await within(closing, 4000, 'app.close()')
   const took = Date.now() - started
-  t.ok(took >= 250 && took < 1500, `app.close() resolved after ${took} ms (closeGracePeriod 300)`)
+  t.ok(took >= 950 && took < 2500, `app.close() resolved after ${took} ms (closeGracePeriod 1000)`)
   t.equal(app.wsProxy.tunnels, 0, 'the tunnel was destroyed')
   // Both gateway sockets had already sent their FIN, so destroying them sends nothing more (TCP closes quietly):
   // a half-open peer learns of it by writing, which the kernel answers with a reset (a live tunnel would relay it).
@@ -347,7 +347,7 @@ t.test('a non-WebSocket tunnel whose sides end in turn closes long before the de
   const started = Date.now()
   await within(app.close(), 5000, 'app.close()')
   const took = Date.now() - started
-  t.ok(took < 1000, `app.close() resolved in ${took} ms (closeGracePeriod 3000)`)
+  t.ok(took < 2000, `app.close() resolved in ${took} ms (closeGracePeriod 3000)`)
   await client.close(1000)
   await upstream.accepted[0].received.close(1000)
   t.equal(app.wsProxy.tunnels, 0)
@@ -361,7 +361,7 @@ t.test('while tunnels drain, new requests and new upgrades get 503', async (t) =
       { prefix: '/api/', upstream: origin(http) },
       { prefix: '/ws/', upstream: origin(raw) }
     ],
-    closeGracePeriod: 1000
+    closeGracePeriod: 2000
   })
   t.equal((await request(`${url}/api/before`)).status, 200, 'the HTTP route works before the close')
   const { client, connection } = await wsTunnel(t, port, raw, '/ws/live')
@@ -375,12 +375,12 @@ t.test('while tunnels drain, new requests and new upgrades get 503', async (t) =
   const upgrade = await within(rawExchange(t, port, wsHandshakeHead('/ws/new'), 3000), 4000, 'the upgrade during the drain')
   t.match(upgrade, /^HTTP\/1\.1 503 /, 'a new upgrade gets an HTTP 503, not a 101')
   t.equal(raw.accepted.length, 1, 'the new upgrade never reached the upstream')
-  t.ok(Date.now() - started < 1000, 'both were answered while the tunnel was still draining')
+  t.ok(Date.now() - started < 2000, 'both were answered while the tunnel was still draining')
   t.notOk(client.closed, 'the live tunnel was still draining meanwhile')
 
-  await within(closing, 3000, 'app.close()')
+  await within(closing, 4000, 'app.close()')
   const took = Date.now() - started
-  t.ok(took >= 900 && took < 2500, `app.close() resolved at the deadline, after ${took} ms (closeGracePeriod 1000)`)
+  t.ok(took >= 1900 && took < 3500, `app.close() resolved at the deadline, after ${took} ms (closeGracePeriod 2000)`)
   await client.close(1000)
 })
 

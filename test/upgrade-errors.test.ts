@@ -114,6 +114,6 @@ t.test('a ws client that gives up on a slow handshake (FIN) releases the upstrea
   await waitFor(() => upstream.accepted.length === 1, 2000, 'the upstream connection')
   const started = Date.now()
   await upstream.accepted[0].received.close(3000)
-  t.ok(Date.now() - started < 500, `the upstream connection closed ${Date.now() - started} ms after the client left`)
+  t.ok(Date.now() - started < 1000, `the upstream connection closed ${Date.now() - started} ms after the client left, before the 1.5 s read timeout`)
   await waitFor(() => app.wsProxy.upstreamConnections === 0, 2000, 'the pool to be empty')
 })
