@@ -1,3 +1,4 @@
+import cluster, { type Worker } from 'node:cluster'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import type { CheckedGatewayConfig } from './config.js'
@@ -31,7 +32,7 @@ export function runWorker (): void {
     const running = started ?? Promise.resolve(null)
     running.then(async (running) => {
       if (running !== null) await drainGateway(running.app, running.config)
-    }).then(() => process.exit(0), drainFailed)
+    }).then(leave, drainFailed)
   }
 
   process.on('message', (message: ToWorker) => {
@@ -54,6 +55,19 @@ export function runWorker (): void {
   process.on('SIGHUP', () => {})
   // A message that arrives before the listener above would be lost: the primary sends the config after this.
   send({ type: 'waiting' })
+}
+
+/**
+ * Exits once the primary can no longer hand this worker a connection. The primary may have sent one (with its
+ * socket) just before it learnt that this worker's server closed; exiting with that message unread would leave the
+ * client hanging, as Node's cluster neither answers nor re-sends it. Cluster's own disconnect waits for the
+ * primary's acknowledgement, which comes after any such message (the channel keeps order), and this worker has
+ * declined each of them by then, so the primary passed them on to the other workers.
+ */
+function leave (): void {
+  const self = cluster.worker as Worker
+  process.once('disconnect', () => process.exit(0))
+  self.disconnect()
 }
 
 function ignore (): void {}
