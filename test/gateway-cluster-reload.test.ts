@@ -4,7 +4,7 @@ import { once } from 'node:events'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { WebSocket } from 'ws'
-import { listen, portOf } from './helpers/servers.js'
+import { listen, portOf, within } from './helpers/servers.js'
 import { request } from './helpers/clients.js'
 import { configDir, exitCode, waitForOutput } from './helpers/cli.js'
 import { upstream, config, startCluster, primaryLines, keepAliveGet, inProcess, wsEcho, waitForCount } from './helpers/cluster.js'
@@ -49,6 +49,19 @@ t.test('reloads under load (SIGHUP and --reload): no request fails, the new conf
       }
     }
   }
+  // A new connection per request (as curl or a health checker), through every reload.
+  let fresh = 0
+  const freshLoop = async (): Promise<void> => {
+    for (let i = 0; i < 100_000 && isRunning(); i++) {
+      try {
+        const res = await within(request(`${base}/fresh/${i}`), 5000, `GET /fresh/${i} on a new connection`)
+        if (res.status !== 200) failures.push(`fresh HTTP ${res.status}`)
+        fresh++
+      } catch (err) {
+        failures.push(`fresh HTTP ${(err as Error).message}`)
+      }
+    }
+  }
   // A tunnel open on a worker that starts draining is sent away with 1001 (the documented reload semantics, which
   // a WebSocket client meets with a reconnect): the echo is then done again on a fresh connection, once.
   let sentAway = 0
@@ -67,7 +80,7 @@ t.test('reloads under load (SIGHUP and --reload): no request fails, the new conf
       }
     }
   }
-  const loops = Promise.all([httpLoop(), httpLoop(), wsLoop()])
+  const loops = Promise.all([httpLoop(), httpLoop(), freshLoop(), wsLoop()])
 
   for (let version = 1; version <= 3; version++) {
     write('reload.json', { ...config(up.url, `v${version}`), pidFile })
@@ -88,8 +101,8 @@ t.test('reloads under load (SIGHUP and --reload): no request fails, the new conf
   running = false
   await loops
   t.same(failures, [], 'no request and no echo failed across three reloads')
-  t.ok(requests > 20 && echoes > 5, `the loops ran (${requests} requests, ${retried} retried on a keep-alive connection closed as it was reused; ` +
-    `${echoes} echoes, ${sentAway} sent away with 1001 and echoed on a new connection)`)
+  t.ok(requests > 20 && fresh > 20 && echoes > 5, `the loops ran (${requests} requests, ${retried} retried on a keep-alive connection closed as ` +
+    `it was reused; ${fresh} on new connections; ${echoes} echoes, ${sentAway} sent away with 1001 and echoed on a new connection)`)
   t.ok(seen.has('v0') && seen.has('v3'), 'the loop saw the first and the last config')
   const [code] = await earlyClosed as [number]
   t.equal(code, 1001, 'a tunnel of a drained worker got 1001 going away')

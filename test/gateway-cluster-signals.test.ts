@@ -77,17 +77,22 @@ t.test('Ctrl-C (SIGINT to the whole process group): every worker drains once, ex
   const upstreamReached = new Promise<void>((resolve) => { reached = resolve })
   const slow = await httpUpstream(t, (req, res) => {
     reached()
-    setTimeout(() => res.end(`slow ${req.url as string}`), 1000)
+    setTimeout(() => res.end(`slow ${req.url as string}`), 500)
   })
   const up = await upstream(t)
-  const file = write('ctrl-c.json', { ...config(up.url, 'v1'), routes: [{ prefix: '/slow/', upstream: origin(slow) + '/' }, { prefix: '/', upstream: up.url }] })
+  const file = write('ctrl-c.json', {
+    ...config(up.url, 'v1'),
+    // The slow answer comes well within the grace period (at which a drain cuts what is left).
+    closeGracePeriod: 3000,
+    routes: [{ prefix: '/slow/', upstream: origin(slow) + '/' }, { prefix: '/', upstream: up.url }]
+  })
   const { run, base } = await startCluster(t, file, 2, true)
   t.teardown(() => { try { process.kill(-(run.child.pid as number), 'SIGKILL') } catch {} })
   const ws = new WebSocket(base.replace('http', 'ws') + '/tunnel')
   t.teardown(() => ws.terminate())
   await once(ws, 'open')
   const closed = once(ws, 'close')
-  // A request in flight holds its worker's drain for a second: the primary's drain message reaches that worker
+  // A request in flight holds its worker's drain for half a second: the primary's drain message reaches that worker
   // after its own SIGINT, and it drains once.
   const inFlight = request(`${base}/slow/x`)
   await upstreamReached
