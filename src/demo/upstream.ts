@@ -1,8 +1,8 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import { once } from 'node:events'
-import type { AddressInfo } from 'node:net'
-import { WebSocketServer, type VerifyClientCallbackAsync } from 'ws'
+import type { AddressInfo, Socket } from 'node:net'
 import { DEMO_PAGE } from './page.js'
+import { websocketEcho, type EchoHandlers } from './websocket-echo.js'
 
 /**
  * The built-in demo upstream: the demo page, a small JSON API, and a WebSocket echo on every path. The text message
@@ -33,30 +33,32 @@ const PROTOCOLS = ['echo.v1', 'chat']
 // ASCII only, so 123 characters fit the 123 bytes a Close frame's reason may take (RFC 6455 §5.5).
 const CLOSE_COMMAND = /^close ([34]\d{3})(?: ([ -~]{1,123}))?$/
 
-/** A handshake offering subprotocols, none of them the demo's, is refused with 400, as a strict server would. */
-const verifyProtocols: VerifyClientCallbackAsync = ({ req }, done) => {
-  const offered = req.headers['sec-websocket-protocol']
-  if (offered === undefined || offered.split(',').some((p) => PROTOCOLS.includes(p.trim()))) done(true)
-  else done(false, 400, `unsupported subprotocol; this upstream speaks ${PROTOCOLS.join(', ')}`)
+const echo: EchoHandlers = {
+  // The upstream (not the proxy) chooses the subprotocol: `echo.v1` when offered, else `chat`. A handshake offering
+  // subprotocols, none of them the demo's, is refused with 400, as a strict server would.
+  pickProtocol (offered) {
+    if (offered.length === 0) return { protocol: null }
+    const protocol = PROTOCOLS.find((p) => offered.includes(p))
+    return protocol === undefined ? { refusal: `unsupported subprotocol; this upstream speaks ${PROTOCOLS.join(', ')}` } : { protocol }
+  },
+  open (ws) {
+    ws.send('welcome: everything you send is echoed; send "close 4321 why" and the upstream closes with that code')
+  },
+  message (ws, data, isBinary) {
+    const command = isBinary ? null : CLOSE_COMMAND.exec(data.toString())
+    if (command === null) ws.send(data, isBinary)
+    else ws.close(Number(command[1]), command[2])
+  }
 }
 
 export async function startDemoUpstream (): Promise<DemoUpstream> {
   const server = http.createServer(demoRequest)
-  const wss = new WebSocketServer({
-    server,
-    perMessageDeflate: true,
-    verifyClient: verifyProtocols,
-    // The upstream (not the proxy) chooses the subprotocol: `echo.v1` when offered, else `chat` (verifyProtocols
-    // has made sure one of them is).
-    handleProtocols: (protocols) => protocols.has('echo.v1') ? 'echo.v1' : 'chat'
-  })
-  wss.on('connection', (ws) => {
-    ws.send('welcome: everything you send is echoed; send "close 4321 why" and the upstream closes with that code')
-    ws.on('message', (data, isBinary) => {
-      const command = isBinary ? null : CLOSE_COMMAND.exec(data.toString())
-      if (command === null) ws.send(data, { binary: isBinary })
-      else ws.close(Number(command[1]), command[2])
-    })
+  const sockets = new Set<Socket>()
+  server.on('upgrade', websocketEcho(echo))
+  // Upgraded sockets leave the server's bookkeeping: closeAllConnections() does not see them.
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket)
+    socket.once('close', () => sockets.delete(socket))
   })
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
@@ -65,11 +67,8 @@ export async function startDemoUpstream (): Promise<DemoUpstream> {
     url: `http://127.0.0.1:${port}`,
     async close () {
       // The gateway's graceful shutdown has usually closed every WebSocket by now (Close 1001 both ways); any
-      // left (the gateway was killed) are cut, which may or may not happen in a given run.
-      /* c8 ignore next */
-      for (const client of wss.clients) client.terminate()
-      await new Promise<void>((resolve) => wss.close(() => resolve()))
-      server.closeAllConnections()
+      // left (the gateway was killed) are cut.
+      for (const socket of sockets) socket.destroy()
       await new Promise<void>((resolve) => server.close(() => resolve()))
     }
   }
