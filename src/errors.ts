@@ -27,9 +27,33 @@ export const FST_WS_PROXY_UPSTREAM_RESET = createError(
 export const FST_WS_PROXY_BAD_RESPONSE = createError(
   'FST_WS_PROXY_BAD_RESPONSE', 'Upstream %s sent an invalid response: %s', 502)
 
-/** The request path has dot segments (`/../`), which could escape the route's prefix upstream. */
+/**
+ * The request target is refused, or is not in the canonical form hooks must see (see docs/security.md): encoded
+ * `/` or `\\`, encoded or parameterised dot segments, a path above the root, an invalid escape or authority, a scheme
+ * other than http(s); without `wsProxyRewriteUrl` also `//`, dot segments, fragments, escaped unreserved characters
+ * and absolute-form targets. The message gives the reason, never the target.
+ */
 export const FST_WS_PROXY_BAD_PATH = createError(
-  'FST_WS_PROXY_BAD_PATH', 'Request path must not contain dot segments', 400)
+  'FST_WS_PROXY_BAD_PATH', 'Request target refused: %s', 400)
+
+/** The request has more header fields than `limits.headers` (or Node's `maxHeadersCount`): refused before any hook. */
+export const FST_WS_PROXY_TOO_MANY_HEADERS = createError(
+  'FST_WS_PROXY_TOO_MANY_HEADERS', 'Request has more than %d header fields', 431)
+
+/** `Host` is missing (HTTP/1.1), empty, repeated or not a valid `host[:port]`: refused before any hook. */
+export const FST_WS_PROXY_BAD_HOST = createError(
+  'FST_WS_PROXY_BAD_HOST', 'Invalid Host header: %s', 400)
+
+/**
+ * A field Node keeps only once in `request.headers` (Authorization, Content-Type, ...) came twice: a hook would check
+ * one value and the upstream might use the other, so the request is refused.
+ */
+export const FST_WS_PROXY_DUPLICATE_HEADER = createError(
+  'FST_WS_PROXY_DUPLICATE_HEADER', 'Request has more than one %s header', 400)
+
+/** A `CONNECT` request: the proxy is a reverse proxy, not a forward one. Answered 405 before any hook. */
+export const FST_WS_PROXY_METHOD_NOT_ALLOWED = createError(
+  'FST_WS_PROXY_METHOD_NOT_ALLOWED', 'Method %s is not allowed', 405)
 
 /** The response failed after its head had reached the client: the client connection is aborted (logged only). */
 export const FST_WS_PROXY_RESPONSE_ABORTED = createError(

@@ -5,7 +5,8 @@ import { UploadSet } from './http/body.js'
 import { Sweeper } from './lifecycle/sweeper.js'
 import { resolveOptions, type ResolvedOptions } from './options/resolve.js'
 import type { WsProxyOptions } from './options/schema.js'
-import { registerRoutes, type ProxyRuntime } from './routes.js'
+import { registerRoutes, type ProxyRuntime, type RouteClaims } from './routes.js'
+import { releaseRequestGate, requestGateFor } from './security/request-gate.js'
 import type { WsProxyEvents } from './telemetry/events.js'
 import { exportMetrics } from './telemetry/prometheus.js'
 import type { MetricsSnapshot, RouteStats } from './telemetry/stats.js'
@@ -18,7 +19,7 @@ import type { ServerInfo } from './upstream/server.js'
 import { FST_WS_PROXY_UNKNOWN_GROUP } from './errors.js'
 import type { ResolvedGroup } from './options/groups.js'
 import { TunnelLimits } from './upgrade/limits.js'
-import { releaseUpgradeRouter, upgradeRouterFor, type UpgradeClaim } from './upgrade/listener.js'
+import { releaseUpgradeRouter, upgradeRouterFor } from './upgrade/listener.js'
 import { TunnelSet } from './upgrade/tunnels.js'
 
 export type {
@@ -44,6 +45,7 @@ export type { TunnelLimitName } from './upgrade/limits.js'
 export { resolveOptions, type ResolvedOptions, type ResolvedRoute } from './options/resolve.js'
 export * from './errors.js'
 export type { TunnelCloseReason } from './upgrade/tunnel.js'
+export { wsProxyRewriteUrl } from './security/rewrite-url.js'
 
 /** Live state of the proxies registered in a Fastify context and its children; emits `tunnelOpen` and `tunnelClose`. */
 export interface WsProxyState extends EventEmitter<WsProxyEvents> {
@@ -171,7 +173,9 @@ const plugin: FastifyPluginCallback<WsProxyOptions> = (fastify, options, done) =
     tunnels: new TunnelSet(limits, totals, resolved.tunnelLogLevel, wake),
     limits,
     uploads: new UploadSet(wake),
-    stats: []
+    stats: [],
+    headerFields: resolved.headerFields,
+    exposeErrors: resolved.exposeErrors
   }
   sweeper.watch(runtime.tunnels)
   sweeper.watch(runtime.uploads)
@@ -182,7 +186,7 @@ const plugin: FastifyPluginCallback<WsProxyOptions> = (fastify, options, done) =
   fastify.register((proxied, _opts, registered) => {
     proxied.removeAllContentTypeParsers()
     proxied.addContentTypeParser('*', passThroughParser)
-    let claims: UpgradeClaim[]
+    let claims: RouteClaims
     try {
       claims = registerRoutes(proxied, resolved.routes, runtime)
     } catch (err) {
@@ -191,7 +195,10 @@ const plugin: FastifyPluginCallback<WsProxyOptions> = (fastify, options, done) =
       registered(err as Error)
       return
     }
-    if (claims.length > 0) upgradeRouterFor(proxied.server, proxied).claim(claims)
+    // Requests for proxied paths are checked before routing, so before any hook (see docs/security.md).
+    const headerCap = resolved.headerFields
+    requestGateFor(proxied.server, proxied.routing, proxied.log).claim(claims.requests.map((claim) => ({ ...claim, headerCap })))
+    if (claims.upgrades.length > 0) upgradeRouterFor(proxied.server, proxied).claim(claims.upgrades)
     if (totals.attachLatency !== null) runtime.stats.forEach(totals.attachLatency)
     registered()
   }, { prefix: (options.prefix ?? '').replace(/\/+$/, '') })
@@ -226,6 +233,7 @@ const plugin: FastifyPluginCallback<WsProxyOptions> = (fastify, options, done) =
     // Only now that the server is closed: an upgrade that arrives on a connection accepted before the drain is
     // still answered (503, or proxied and sent away with 1001) instead of being cut by Node.
     releaseUpgradeRouter(fastify.server)
+    releaseRequestGate(fastify.server)
     for (const group of groups.values()) group.stop()
     sweeper.stop()
     await runtime.pools.close()

@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, Server } from 'node:http'
 import type { FastifyContextConfig, FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify'
 import type { Dispatcher } from 'undici'
 import { FST_WS_PROXY_BAD_PATH, FST_WS_PROXY_BODY_TOO_LARGE, FST_WS_PROXY_NO_LIVE_UPSTREAM, FST_WS_PROXY_ORIGIN_FORBIDDEN, FST_WS_PROXY_UPGRADE_WITH_BODY } from './errors.js'
@@ -7,6 +7,10 @@ import type { ResponseHeaderPlan } from './headers/response-headers.js'
 import type { RewriteRule } from './headers/rules.js'
 import { RequestBody, type UploadSet } from './http/body.js'
 import { ProxyExchange, type ExchangeRoute } from './http/forward.js'
+import { publicError } from './http/error-map.js'
+import { effectiveHeaderCap, headRefusal } from './security/request-head.js'
+import { looksCanonical, targetRefusal } from './security/target.js'
+import { kHeadChecked } from './symbols.js'
 import { RouteStats } from './telemetry/stats.js'
 import { RouteTunnels, type TunnelLimits } from './upgrade/limits.js'
 import { VarContext } from './vars/context.js'
@@ -16,9 +20,6 @@ import type { UpstreamGroup } from './upstream/group.js'
 import type { ResolvedGroup } from './options/groups.js'
 import type { UpgradeClaim } from './upgrade/listener.js'
 import type { TunnelSet } from './upgrade/tunnels.js'
-
-// `.`/`..` segments, plain or percent-encoded: an upstream resolving them could be reached outside the prefix.
-const DOT_SEGMENT = /(?:^|\/)(?:\.|%2e){1,2}(?:\/|$)/i
 
 /**
  * One proxied route at request time. Everything that depends only on options is computed here once;
@@ -49,6 +50,9 @@ export class RouteProxy implements ExchangeRoute {
   readonly response: ResponseHeaderPlan
   // For VarContext: `$proxy_host`.
   readonly proxyHost: string
+  /** Most header fields of a client request (`limits.headers`), and whether error bodies may name upstreams. */
+  readonly headerFields: number
+  readonly exposeErrors: boolean
 
   constructor (route: ResolvedRoute, fullPrefix: string, runtime: ProxyRuntime, tunnelCount: RouteTunnels) {
     this.route = route
@@ -72,6 +76,8 @@ export class RouteProxy implements ExchangeRoute {
     this.pingTimeout = route.pingTimeout
     this.bodyLimit = route.bodyLimit
     this.proxyHost = route.proxyHost
+    this.headerFields = runtime.headerFields
+    this.exposeErrors = runtime.exposeErrors
     const rules = route.responseRules
     this.response = {
       drop: rules.drop.size === 0 ? null : rules.drop,
@@ -104,10 +110,21 @@ export class RouteProxy implements ExchangeRoute {
   handle (request: FastifyRequest, reply: FastifyReply): void {
     const req = request.raw
     const url = req.url as string
-    const query = url.indexOf('?')
-    if (DOT_SEGMENT.test(query === -1 ? url : url.slice(0, query))) {
-      this.refuse(reply, new FST_WS_PROXY_BAD_PATH())
-      return
+    // The upstream path is the mapping of exactly what hooks saw as `request.url`: nothing else is ever sent.
+    if (!looksCanonical(url)) {
+      const refusal = targetRefusal(url)
+      if (refusal !== null) {
+        this.refuse(reply, new FST_WS_PROXY_BAD_PATH(refusal))
+        return
+      }
+    }
+    // Checked by the request gate before routing, unless the request came another way (`inject()`).
+    if ((req as { [kHeadChecked]?: boolean })[kHeadChecked] !== true) {
+      const head = headRefusal(req, effectiveHeaderCap(this.headerFields, (req.socket as { server?: Server }).server?.maxHeadersCount))
+      if (head !== null) {
+        this.refuse(reply, head)
+        return
+      }
     }
     // `req.upgrade` is only true for requests Node handed to the 'upgrade' event: their socket has left
     // Node's HTTP parser, so any body would never be read; what followed the head travels in the tunnel.
@@ -147,7 +164,7 @@ export class RouteProxy implements ExchangeRoute {
     if (server === null) {
       const err = new FST_WS_PROXY_NO_LIVE_UPSTREAM(group.name)
       this.stats.upstreamError(err)
-      this.refuse(reply, err)
+      this.refuse(reply, this.exposeErrors ? err : publicError(err, request.id))
       return
     }
     if (vars !== null) vars.upstreamAddr = server.addr
@@ -162,7 +179,10 @@ export class RouteProxy implements ExchangeRoute {
     }
     try {
       options.headers = buildRequestHeaders(route, req, vars)
-      connectionIntent(options, route.requestRules, req, vars, upgrading && route.upgrade)
+      // A protocol the route does not accept (h2c by default) goes as a plain request, whatever templates say.
+      const protocols = route.upgradeProtocols
+      connectionIntent(options, route.requestRules, req, vars, upgrading && route.upgrade && protocols.allows(req.headers.upgrade ?? ''))
+      if (typeof options.upgrade === 'string' && !protocols.allows(options.upgrade)) options.upgrade = null
     } catch (err) {
       // A template turned client input into bytes that could split the head: nothing goes upstream.
       request.log.warn({ err }, 'request refused: a header value would not be a valid HTTP field')
@@ -222,7 +242,6 @@ function keepProxyHandlers (routeOptions: { handler: unknown, config?: unknown }
   if (typeof own === 'function') routeOptions.handler = own
 }
 
-/** Registers the routes of one plugin registration; returns the paths whose upgrades it claims. */
 /** The parts of one plugin registration its route proxies share. */
 export interface ProxyRuntime {
   readonly pools: UpstreamPools
@@ -233,12 +252,22 @@ export interface ProxyRuntime {
   readonly uploads: UploadSet
   /** Every route proxy's counters, for metrics. */
   readonly stats: RouteStats[]
+  /** `limits.headers` and `exposeErrors` of the registration. */
+  readonly headerFields: number
+  readonly exposeErrors: boolean
 }
 
-export function registerRoutes (instance: FastifyInstance, routes: readonly ResolvedRoute[], runtime: ProxyRuntime): UpgradeClaim[] {
+/** The paths a registration proxies: those whose upgrades it takes, and all of them (for the request gate). */
+export interface RouteClaims {
+  readonly upgrades: UpgradeClaim[]
+  readonly requests: UpgradeClaim[]
+}
+
+export function registerRoutes (instance: FastifyInstance, routes: readonly ResolvedRoute[], runtime: ProxyRuntime): RouteClaims {
   const base = instancePrefix(instance)
   const supported = new Set(instance.supportedMethods)
   const claimed: UpgradeClaim[] = []
+  const requests: UpgradeClaim[] = []
   if (instance.hasDecorator('websocketServer')) instance.addHook('onRoute', keepProxyHandlers)
   for (const route of routes) {
     for (const method of route.methods) {
@@ -265,6 +294,7 @@ export function registerRoutes (instance: FastifyInstance, routes: readonly Reso
       handler
     })
     if (route.upgrade) claimed.push({ path: proxy.fullPrefix, exact: false })
+    requests.push({ path: proxy.fullPrefix, exact: false })
     const bare = proxy.fullPrefix.slice(0, -1)
     if (proxy.fullPrefix.endsWith('/') && bare !== '') {
       // nginx: a prefix location ending in "/" answers the same URI without the slash with a 301 to it.
@@ -280,7 +310,8 @@ export function registerRoutes (instance: FastifyInstance, routes: readonly Reso
         }
       })
       if (route.upgrade) claimed.push({ path: bare, exact: true })
+      requests.push({ path: bare, exact: true })
     }
   }
-  return claimed
+  return { upgrades: claimed, requests }
 }

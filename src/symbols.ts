@@ -6,3 +6,5 @@ export const kEarlyBytes = Symbol('fastify-ws-proxy.earlyBytes')
 export const kEarlyLength = Symbol('fastify-ws-proxy.earlyLength')
 export const kFrames = Symbol('fastify-ws-proxy.frames')
 export const kBody = Symbol('fastify-ws-proxy.body')
+/** Set on a request whose head the request gate has checked before routing (header count, Host, singletons). */
+export const kHeadChecked = Symbol('fastify-ws-proxy.headChecked')

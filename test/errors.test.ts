@@ -14,6 +14,10 @@ const documented: Record<keyof typeof errors, { status: number, base: ErrorConst
   FST_WS_PROXY_READ_TIMEOUT: { status: 504, base: Error },
   FST_WS_PROXY_TUNNEL_READ_TIMEOUT: { status: 504, base: Error },
   FST_WS_PROXY_BAD_PATH: { status: 400, base: Error },
+  FST_WS_PROXY_TOO_MANY_HEADERS: { status: 431, base: Error },
+  FST_WS_PROXY_BAD_HOST: { status: 400, base: Error },
+  FST_WS_PROXY_DUPLICATE_HEADER: { status: 400, base: Error },
+  FST_WS_PROXY_METHOD_NOT_ALLOWED: { status: 405, base: Error },
   FST_WS_PROXY_BAD_HEADER_VALUE: { status: 400, base: Error },
   FST_WS_PROXY_UPGRADE_WITH_BODY: { status: 501, base: Error },
   FST_WS_PROXY_TUNNEL_TIMEOUT: { status: 504, base: Error },
@@ -75,7 +79,11 @@ t.test('the messages name the upstream and the reason', async (t) => {
     'Response from upstream http://h:81 aborted after its head was sent: other side closed')
   t.equal(new errors.FST_WS_PROXY_TUNNEL_READ_TIMEOUT('http://h:81', 30000).message,
     'Tunnel to upstream http://h:81 closed: upstream silent for 30000 ms')
-  t.equal(new errors.FST_WS_PROXY_BAD_PATH().message, 'Request path must not contain dot segments')
+  t.equal(new errors.FST_WS_PROXY_BAD_PATH('encoded dot segment').message, 'Request target refused: encoded dot segment')
+  t.equal(new errors.FST_WS_PROXY_TOO_MANY_HEADERS(100).message, 'Request has more than 100 header fields')
+  t.equal(new errors.FST_WS_PROXY_BAD_HOST('empty').message, 'Invalid Host header: empty')
+  t.equal(new errors.FST_WS_PROXY_DUPLICATE_HEADER('authorization').message, 'Request has more than one authorization header')
+  t.equal(new errors.FST_WS_PROXY_METHOD_NOT_ALLOWED('CONNECT').message, 'Method CONNECT is not allowed')
   t.equal(new errors.FST_WS_PROXY_BAD_HEADER_VALUE('X-User').message,
     'Header X-User would carry characters not allowed in an HTTP field value')
   t.equal(new errors.FST_WS_PROXY_UPGRADE_WITH_BODY().message, 'An upgrade request with a body cannot be proxied')

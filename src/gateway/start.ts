@@ -1,7 +1,7 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import net, { type Socket } from 'node:net'
 import Fastify, { type FastifyInstance } from 'fastify'
-import wsProxyPlugin from '../index.js'
+import wsProxyPlugin, { wsProxyRewriteUrl } from '../index.js'
 import { gracePeriod, type CheckedGatewayConfig } from './config.js'
 
 /** How often a drain closes keep-alive connections that have gone idle since it began (their last response ended). */
@@ -49,7 +49,9 @@ export async function startGateway (config: CheckedGatewayConfig): Promise<Fasti
     http: { maxHeaderSize, headersTimeout, connectionsCheckingInterval: Math.min(30_000, Math.max(50, Math.floor(headersTimeout / 10))) },
     // While draining, a request that still arrives on an open keep-alive connection is served (with
     // `Connection: close`) rather than refused: new connections already go elsewhere.
-    return503OnClosing: false
+    return503OnClosing: false,
+    // Every hook and route sees the canonical target, the one mapped upstream (docs/security.md).
+    rewriteUrl: wsProxyRewriteUrl
   })
   await app.register(wsProxyPlugin, config.proxy)
   connections.set(app.server, new Set())

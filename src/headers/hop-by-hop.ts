@@ -1,6 +1,7 @@
 // RFC 9110 §7.6.1: a proxy must not forward the connection-specific fields, nor any field that the
-// Connection header names. Proxy-Connection is not standard but clients still send it (RFC 9112 appendix C.2.2).
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
+// Connection header names. Proxy-Connection is not standard but clients still send it (RFC 9112 appendix C.2.2);
+// HTTP2-Settings belongs to an h2c upgrade of this one connection (RFC 7540 §3.2.1), even when Connection omits it.
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings'])
 
 export function isHopByHop (lowerName: string): boolean {
   return HOP_BY_HOP.has(lowerName)

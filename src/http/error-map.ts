@@ -55,3 +55,30 @@ export function attemptFailure (err: CodedError): { kind: AttemptFailure | null,
   const mapped = upstreamError(err, '', 0, 0) as CodedError
   return { kind: mapped.code === 'FST_WS_PROXY_BAD_RESPONSE' ? 'invalid_header' : 'error', sent: true }
 }
+
+// What a client is told of an upstream failure: what happened, never where (addresses, ports, socket paths, system
+// errors stay in the log, as the error's cause).
+const PUBLIC_MESSAGES: Readonly<Record<string, string>> = {
+  FST_WS_PROXY_CONNECT_FAILED: 'Could not connect to the upstream',
+  FST_WS_PROXY_CONNECT_TIMEOUT: 'Connecting to the upstream timed out',
+  FST_WS_PROXY_READ_TIMEOUT: 'The upstream did not respond in time',
+  FST_WS_PROXY_UPSTREAM_RESET: 'The upstream closed the connection before responding',
+  FST_WS_PROXY_BAD_RESPONSE: 'The upstream sent an invalid response',
+  FST_WS_PROXY_SEND_TIMEOUT: 'The upstream did not take the request body in time',
+  FST_WS_PROXY_NO_LIVE_UPSTREAM: 'No live upstream server'
+}
+
+/**
+ * The error a client gets for an upstream failure (unless `exposeErrors`): same code and status, a message without
+ * internal addresses plus the request id to find the log line, and the detailed error as its cause (logged).
+ */
+export function publicError (err: Error, requestId: string): Error {
+  const coded = err as Error & { code?: string, statusCode?: number }
+  const text = PUBLIC_MESSAGES[coded.code ?? '']
+  if (text === undefined) return err
+  const safe = new Error(`${text} (request ${requestId})`, { cause: err }) as Error & { code?: string, statusCode?: number }
+  safe.name = err.name
+  safe.code = coded.code
+  safe.statusCode = coded.statusCode
+  return safe
+}

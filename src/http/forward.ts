@@ -13,7 +13,7 @@ import type { TunnelSet } from '../upgrade/tunnels.js'
 import type { VarContext } from '../vars/context.js'
 import type { AttemptFailure } from '../options/upstream-schema.js'
 import type { BodyOwner, RequestBody, UploadSet } from './body.js'
-import { attemptFailure, upstreamError } from './error-map.js'
+import { attemptFailure, publicError, upstreamError } from './error-map.js'
 import type { UpstreamGroup } from '../upstream/group.js'
 import type { PoolSpec, UpstreamServer } from '../upstream/server.js'
 
@@ -24,6 +24,8 @@ export interface ExchangeRoute extends TunnelRoute, PoolSpec {
   readonly uploads: UploadSet
   readonly limits: TunnelLimits
   readonly response: ResponseHeaderPlan
+  /** Whether error bodies may name the upstream (`exposeErrors`). */
+  readonly exposeErrors: boolean
 }
 
 /** undici reads a request's TLS server name from its options (not in its types), else from its Host header. */
@@ -343,7 +345,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
       route.stats.answered((answer as Error & { statusCode: number }).statusCode)
       // The client is still sending its body: it is read and dropped (see RequestBody), and the connection closed after the answer.
       if (this.body !== null && !this.request.raw.complete) this.reply.header('connection', 'close')
-      this.reply.send(answer)
+      this.reply.send(route.exposeErrors ? answer : publicError(answer, this.request.id))
       return
     }
     const aborted = new FST_WS_PROXY_RESPONSE_ABORTED(this.server.label, err.message, { cause: err })

@@ -6,6 +6,7 @@ import type { LookupScope } from '../vars/builtins.js'
 import { MapRegistry } from '../vars/maps.js'
 import type { TunnelLogLevel } from '../telemetry/events.js'
 import { compileOrigins, type OriginAllowList } from '../upgrade/origins.js'
+import { UpgradeProtocols } from '../security/upgrade-protocols.js'
 import { resolveGroups, urlGroup, type ResolvedGroup } from './groups.js'
 import { parseUpstream } from './upstream-url.js'
 import type { TlsOptions } from './upstream-schema.js'
@@ -54,6 +55,8 @@ export interface ResolvedRoute {
   readonly needsVars: boolean
   /** The origins whose upgrade requests are allowed (`allowedOrigins`, the route's or else the plugin's); null: no check. */
   readonly allowedOrigins: OriginAllowList | null
+  /** The protocols an `Upgrade` may name (`upgradeProtocols`, the route's or else the plugin's). */
+  readonly upgradeProtocols: UpgradeProtocols
   /** The same route aimed at `upgradeUpstream`, for its upgrade requests; null when upgrades go to `upstream`. */
   readonly upgradeRoute: ResolvedRoute | null
 }
@@ -70,6 +73,10 @@ export interface ResolvedOptions {
   readonly retryAfter: number
   readonly closeGracePeriod: number
   readonly tunnelLogLevel: TunnelLogLevel
+  /** Most header fields in a client request (`limits.headers`). */
+  readonly headerFields: number
+  /** Whether error bodies name upstreams and system errors. */
+  readonly exposeErrors: boolean
   /** The prom-client export, or null when `metrics` is not set. */
   readonly metrics: { registry: MetricsRegistry | null, path: string | null, prefix: string } | null
   /** The health endpoints' paths (null: that route is off), or null when `health` is not set. */
@@ -217,6 +224,8 @@ function buildResolved (options: WsProxyOptions, registry: MetricsRegistry | nul
     retryAfter: plugin.limits.retryAfter,
     closeGracePeriod: plugin.closeGracePeriod,
     tunnelLogLevel: plugin.tunnelLogLevel,
+    headerFields: plugin.limits.headers,
+    exposeErrors: plugin.exposeErrors,
     // The schema's default has filled `prefix`.
     metrics: metrics === undefined ? null : { registry, path: metrics.path ?? null, prefix: metrics.prefix as string },
     // The schema's defaults have filled both paths.
@@ -228,7 +237,8 @@ function buildResolved (options: WsProxyOptions, registry: MetricsRegistry | nul
 type Defaulted = WsProxyOptions & {
   timeouts: Required<Pick<TimeoutOptions, 'connect' | 'read' | 'send'>> & TimeoutOptions
   pool: Required<PoolOptions>
-  limits: LimitOptions & { retryAfter: number, responseHead: number }
+  limits: LimitOptions & { retryAfter: number, responseHead: number, headers: number }
+  exposeErrors: boolean
   closeGracePeriod: number
   tunnelLogLevel: TunnelLogLevel
   preserveHost: boolean
@@ -298,6 +308,7 @@ function resolveRoute (route: RouteOptions, at: string, plugin: Defaulted, maps:
     // The hash key of the group is a request template too.
     needsVars: rules.needsVars || group.hash?.constant === null,
     allowedOrigins: route.allowedOrigins === undefined ? origins : compileOrigins(route.allowedOrigins, `${at}allowedOrigins`),
+    upgradeProtocols: new UpgradeProtocols(route.upgradeProtocols ?? plugin.upgradeProtocols ?? null),
     upgradeRoute: null
   }
   if (route.upgradeUpstream === undefined) return Object.freeze(resolved)

@@ -25,7 +25,9 @@ export const DEFAULTS = Object.freeze({
   xForwarded: true,
   upgrade: true,
   connections: 128,
-  keepAliveTimeout: 4_000
+  keepAliveTimeout: 4_000,
+  headerFields: 100,
+  exposeErrors: false
 })
 
 const ms = (description: string, fallback: number | undefined) =>
@@ -96,7 +98,13 @@ export const PluginLimitsSchema = Type.Object({
   tunnelsPerClient: count('Most live tunnels per client address (`request.ip`, so Fastify\'s `trustProxy` applies). Default: no limit.'),
   retryAfter: Type.Optional(Type.Integer({ minimum: 0, default: DEFAULTS.retryAfter, description: 'Seconds in the `Retry-After` of a 503 for a tunnel limit. Default 5.' })),
   body: bytes(BODY_LIMIT),
-  responseHead: bytes(RESPONSE_HEAD_LIMIT, DEFAULTS.responseHead)
+  responseHead: bytes(RESPONSE_HEAD_LIMIT, DEFAULTS.responseHead),
+  headers: Type.Optional(Type.Integer({
+    minimum: 1,
+    default: DEFAULTS.headerFields,
+    description: 'Most header fields in a client request for a proxied path; beyond it the request gets 431 before any hook ' +
+      'runs. Node\'s own `maxHeadersCount` (1000 fields unless set) caps it, since hooks could not see fields past it. Default 100.'
+  }))
 }, { additionalProperties: false, default: {}, description: 'Limits. Client request heads are limited by Node\'s server options (see "Limits").' })
 
 const headerName = Type.String({ minLength: 1 })
@@ -143,6 +151,12 @@ function inheritable (withDefaults: boolean) {
       'When false they are proxied as plain requests without their Upgrade intent. Default true.', withDefaults ? DEFAULTS.upgrade : undefined),
     methods: methodsSchema(),
     ping: Type.Optional(PingSchema),
+    upgradeProtocols: Type.Optional(Type.Array(Type.String({ pattern: UPGRADE_PROTOCOL_NAME }), {
+      uniqueItems: true,
+      description: 'The protocols a client may switch to through `Upgrade` (names without version, any case), e.g. `["websocket"]`. ' +
+        'An upgrade naming another protocol is proxied as a plain request without its Upgrade intent. A route\'s list replaces the ' +
+        'plugin\'s. Default: every protocol but `h2c` (RFC 9113 deprecates it; tunnelled, it carries HTTP/2 requests no hook sees).'
+    })),
     allowedOrigins: Type.Optional(Type.Union([Type.Array(Type.String()), Type.Literal(false)], {
       description: 'Against cross-site WebSocket hijacking: the origins whose pages may open upgrades (WebSockets) here, ' +
         'as `scheme://host[:port]` (`https://app.example.com`) or `scheme://*.domain[:port]` (every subdomain, at any depth). ' +
@@ -152,6 +166,9 @@ function inheritable (withDefaults: boolean) {
     }))
   }
 }
+
+// RFC 9110 §5.6.2 token.
+const UPGRADE_PROTOCOL_NAME = "^[!#$%&'*+\\-.^_`|~0-9A-Za-z]+$"
 
 const prefix = Type.String({
   pattern: '^/[^?#*:]*$',
@@ -265,6 +282,8 @@ export const PluginOptionsSchema = Type.Object({
   })),
   tls: Type.Optional(TlsSchema),
   health: Type.Optional(HealthSchema),
+  exposeErrors: bool('Error bodies name the upstream and the system error (`connect ECONNREFUSED 10.0.0.7:8080`), for development. ' +
+    'Off, they say what happened without internal addresses; the details are always logged. Default false.', DEFAULTS.exposeErrors),
   ...inheritable(true)
 }, { additionalProperties: false, description: 'Options of `fastify.register(wsProxyPlugin, options)`.' })
 

@@ -1,6 +1,7 @@
 import { ServerResponse, type IncomingMessage, type Server } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyInstance } from 'fastify'
+import { claimedPath, requestGateOf } from '../security/request-gate.js'
 import { kEarlyBytes, kEarlyLength } from '../symbols.js'
 
 /** A path whose upgrade requests a plugin registration takes: a prefix, or one exact path. */
@@ -42,9 +43,8 @@ export class UpgradeRouter {
   }
 
   route (req: IncomingMessage, socket: Socket, head: Buffer): void {
-    const url = req.url as string
-    const query = url.indexOf('?')
-    if (!this.claims(query === -1 ? url : url.slice(0, query)) && this.#server.listenerCount('upgrade') > 1) return
+    // By the path the target names once canonical: `http://x/ws/` and `//ws/` are upgrades for `/ws/` too.
+    if (!this.claims(claimedPath(req.url as string)) && this.#server.listenerCount('upgrade') > 1) return
     // The other listeners run after this one in the same emit; decide once they all have.
     process.nextTick(routeAfterListeners, this, req, socket, head)
   }
@@ -56,6 +56,8 @@ export class UpgradeRouter {
     if ((socket as { _httpMessage?: unknown })._httpMessage != null) return
     /* c8 ignore next: a client reset within this one tick; nothing is left to answer */
     if (socket.destroyed) return
+    // A head no hook should have to judge (too many fields, bad Host, a target that cannot be canonical): answered here.
+    if (requestGateOf(this.#server)?.refuseUpgrade(req, socket) === true) return
     // Until a tunnel owns it, an error on the client socket (a reset during the handshake) must not crash
     // the process; the response's 'close' then releases the upstream request.
     socket.on('error', socketOnHandshakeError)

@@ -1,0 +1,176 @@
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+import type { FastifyBaseLogger } from 'fastify'
+import { STATUS_CODES } from 'node:http'
+import { FST_WS_PROXY_BAD_PATH, FST_WS_PROXY_METHOD_NOT_ALLOWED } from '../errors.js'
+import { kHeadChecked } from '../symbols.js'
+import { effectiveHeaderCap, headRefusal } from './request-head.js'
+import { canonicalTarget, looksCanonical } from './target.js'
+
+/** Paths whose requests a plugin registration proxies: a prefix, or one exact path; with its header-field cap. */
+export interface GateClaim {
+  readonly path: string
+  readonly exact: boolean
+  readonly headerCap: number
+}
+
+interface CodedError extends Error {
+  code: string
+  statusCode: number
+}
+
+type RequestListener = (req: IncomingMessage, res: ServerResponse) => void
+
+/**
+ * Refuses, before Fastify routes them and so before any hook, the requests for proxied paths that no hook should
+ * have to judge: too many header fields (431), a bad or repeated Host, a repeated singleton field, a target that
+ * cannot be made canonical (400). One gate per server, shared by every registration; it wraps Fastify's own
+ * 'request' listener, and the upgrade router asks it about upgrades. `CONNECT` gets a 405 when nobody else takes it.
+ * Requests that reach a proxied route by another way (`inject()`, a `serverFactory` wrapping Fastify's handler) are
+ * checked by the route itself.
+ */
+export class RequestGate {
+  readonly #server: Server
+  readonly #log: FastifyBaseLogger
+  readonly #claims: GateClaim[] = []
+  readonly #fastifyListener: RequestListener | null
+  readonly #listener: RequestListener
+  readonly #connect: (req: IncomingMessage, socket: Socket) => void
+
+  constructor (server: Server, routing: RequestListener, log: FastifyBaseLogger) {
+    this.#server = server
+    this.#log = log
+    this.#listener = (req, res) => this.onRequest(req, res)
+    this.#connect = (req, socket) => this.onConnect(req, socket)
+    // Fastify's handler is swapped for the gate in place, so listeners before and after it keep their order.
+    const listeners = server.listeners('request') as RequestListener[]
+    this.#fastifyListener = listeners.includes(routing) ? routing : null
+    if (this.#fastifyListener !== null) {
+      server.removeAllListeners('request')
+      for (const listener of listeners) server.on('request', listener === routing ? this.#listener : listener)
+    }
+    server.on('connect', this.#connect)
+  }
+
+  claim (claims: readonly GateClaim[]): void {
+    this.#claims.push(...claims)
+  }
+
+  /** The claim covering a request, by its target's canonical path (best effort for a refused target). */
+  claimFor (url: string): GateClaim | null {
+    const path = claimedPath(url)
+    for (const claim of this.#claims) {
+      if (claim.exact ? path === claim.path : path.startsWith(claim.path)) return claim
+    }
+    return null
+  }
+
+  /** Why a request for a proxied path is refused before routing, or null (then marked as checked). */
+  refusal (req: IncomingMessage): CodedError | null {
+    const url = req.url as string
+    const claim = this.claimFor(url)
+    if (claim === null) return null
+    const head = headRefusal(req, effectiveHeaderCap(claim.headerCap, this.#server.maxHeadersCount))
+    if (head !== null) return head as CodedError
+    if (!looksCanonical(url)) {
+      const target = canonicalTarget(url)
+      if (typeof target === 'string') return new FST_WS_PROXY_BAD_PATH(target) as CodedError
+    }
+    (req as IncomingMessage & { [kHeadChecked]?: boolean })[kHeadChecked] = true
+    return null
+  }
+
+  onRequest (req: IncomingMessage, res: ServerResponse): void {
+    const err = this.refusal(req)
+    if (err === null) {
+      (this.#fastifyListener as RequestListener).call(this.#server, req, res)
+      return
+    }
+    this.#log.info({ err, method: req.method, client: req.socket.remoteAddress }, 'request refused before routing')
+    const body = errorBody(err)
+    res.writeHead(err.statusCode, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' })
+    res.end(body)
+  }
+
+  /** An upgrade refused before routing: answered on the raw socket, which is then closed. */
+  refuseUpgrade (req: IncomingMessage, socket: Socket): boolean {
+    const err = this.refusal(req)
+    if (err === null) return false
+    this.#log.info({ err, method: req.method, client: socket.remoteAddress }, 'upgrade refused before routing')
+    answerRaw(socket, err)
+    return true
+  }
+
+  onConnect (req: IncomingMessage, socket: Socket): void {
+    // Another 'connect' listener (a forward proxy in the same app) owns CONNECT.
+    if (this.#server.listenerCount('connect') > 1) return
+    const err = new FST_WS_PROXY_METHOD_NOT_ALLOWED('CONNECT') as CodedError
+    this.#log.info({ err, client: socket.remoteAddress }, 'CONNECT refused')
+    answerRaw(socket, err)
+  }
+
+  close (): void {
+    this.#server.removeListener('connect', this.#connect)
+    if (this.#fastifyListener === null) return
+    const listeners = this.#server.listeners('request') as RequestListener[]
+    this.#server.removeAllListeners('request')
+    for (const listener of listeners) this.#server.on('request', listener === this.#listener ? this.#fastifyListener : listener)
+  }
+}
+
+/** Fastify's default error body, so clients meet one shape whether a refusal comes from the gate or a route. */
+function errorBody (err: CodedError): string {
+  return JSON.stringify({ statusCode: err.statusCode, code: err.code, error: STATUS_CODES[err.statusCode], message: err.message })
+}
+
+function answerRaw (socket: Socket, err: CodedError): void {
+  const body = errorBody(err)
+  socket.on('error', destroyOnError)
+  socket.end(`HTTP/1.1 ${err.statusCode} ${STATUS_CODES[err.statusCode] as string}\r\ncontent-type: application/json; charset=utf-8\r\n` +
+    `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
+}
+
+function destroyOnError (this: Socket): void {
+  this.destroy()
+}
+
+const ABSOLUTE_PREFIX = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/
+
+/** The path a target names once canonical; for a refused one, its path with slashes merged (to find its route). */
+export function claimedPath (url: string): string {
+  const query = url.indexOf('?')
+  if (looksCanonical(url)) return query === -1 ? url : url.slice(0, query)
+  const target = canonicalTarget(url)
+  if (typeof target !== 'string') {
+    const end = target.target.indexOf('?')
+    return end === -1 ? target.target : target.target.slice(0, end)
+  }
+  const path = url.replace(ABSOLUTE_PREFIX, '').split(/[?#]/, 1)[0]
+  return ('/' + path).replace(/\/+/g, '/')
+}
+
+const gates = new WeakMap<Server, RequestGate>()
+
+/** The gate of `server`, installed on first use. */
+export function requestGateFor (server: Server, routing: RequestListener, log: FastifyBaseLogger): RequestGate {
+  let gate = gates.get(server)
+  if (gate === undefined) {
+    gate = new RequestGate(server, routing, log)
+    gates.set(server, gate)
+  }
+  return gate
+}
+
+/** The gate of `server`, if one is installed. */
+export function requestGateOf (server: Server): RequestGate | undefined {
+  return gates.get(server)
+}
+
+/** Removes the gate (the app is closing): Fastify's listener is put back. */
+export function releaseRequestGate (server: Server): void {
+  const gate = gates.get(server)
+  if (gate !== undefined) {
+    gates.delete(server)
+    gate.close()
+  }
+}
