@@ -74,7 +74,9 @@ export async function gateway (t: Teardown, options: WsProxyOptions, fastifyOpti
   const app = Fastify({ logger: false, ...fastifyOptions })
   t.teardown(() => app.close())
   if (setup !== undefined) await setup(app)
-  await app.register(wsProxyPlugin, options)
+  // The suite pins how each upstream failure maps to its detailed message; test/security/error-bodies pins the
+  // default, where bodies leave the details to the log.
+  await app.register(wsProxyPlugin, { exposeErrors: true, ...options })
   await app.listen({ port: 0, host: '127.0.0.1' })
   const port = portOf(app.server)
   return { app, port, url: `http://127.0.0.1:${port}` }
