@@ -205,3 +205,19 @@ t.test('the issue\'s other rows: header count, Host, h2c, CONNECT, error bodies 
     t.equal(upstream.arrivals.length, 1, label('nothing else reached the upstream'))
   }
 })
+
+// Known gap (reported with the suite, outside src/security): with Fastify's case-insensitive routing the route
+// `/api/*` also matches `/API/admin`; the hook (comparing `request.url` as written) lets it through, and the mapping
+// cuts the prefix by its length, so the upstream gets `/admin`. Should be: the upstream path is the mapping of a
+// `request.url` that starts with the route's prefix exactly, or the request is refused.
+t.test('case-insensitive routing: /API/admin must not reach the upstream as /admin (TODO: known gap)', async (t) => {
+  const todo = { todo: 'routes.ts maps a prefix Fastify matched case-insensitively' }
+  const upstream = await recordingUpstream(t)
+  const gw = await guardedGateway(t, { routes: issueRoutes(upstream.origin) }, { fastify: { routerOptions: { caseSensitive: false } } })
+  for (const target of ['/API/admin', '/Api/admin', '/WS/admin']) {
+    const answer = await exchange(t, gw.port, head(target, ['Connection: close']))
+    t.not(answer.status, 200, target, todo)
+  }
+  t.same(upstream.arrivals.map((got) => got.url), [], 'nothing reached the upstream', todo)
+  t.equal((await exchange(t, gw.port, head('/api/admin', ['Connection: close']))).status, 403, 'the hook still refuses the spelling it knows')
+})
