@@ -43,6 +43,7 @@ export type { WsProxyEvents, TunnelOpenEvent, TunnelCloseEvent, TunnelLogLevel }
 export type { MetricsSnapshot, RouteMetrics, LatencyHistogram, StatusClass, UpstreamErrorKind } from './telemetry/stats.js'
 export type { TunnelLimitName } from './upgrade/limits.js'
 export { resolveOptions, type ResolvedOptions, type ResolvedRoute } from './options/resolve.js'
+export type { InvalidOptionsError, OptionProblem } from './options/problems.js'
 export * from './errors.js'
 export type { TunnelCloseReason } from './upgrade/tunnel.js'
 export { wsProxyRewriteUrl } from './security/rewrite-url.js'
@@ -159,6 +160,7 @@ const plugin: FastifyPluginCallback<WsProxyOptions> = (fastify, options, done) =
     done(err as Error)
     return
   }
+  for (const warning of resolved.warnings) fastify.log.warn(`fastify-ws-proxy: ${warning}`)
   if (!fastify.hasDecorator('wsProxy')) fastify.decorate('wsProxy', new ProxyStateTotals())
   const totals = fastify.wsProxy as ProxyStateTotals
   const sweeper = new Sweeper(shortestTimer(resolved))

@@ -47,7 +47,8 @@ const config = (port: number): CheckedGatewayConfig => ({
   logLevel: 'info',
   server: { maxHeaderSize: 16384, headersTimeout: 10_000 },
   pidFile: null,
-  proxy: { upstream: 'http://127.0.0.1:1', closeGracePeriod: 1000 }
+  proxy: { upstream: 'http://127.0.0.1:1', closeGracePeriod: 1000 },
+  warnings: []
 })
 
 function supervisor (t: Teardown, workers: number, timing: Pick<SupervisorOptions, 'stableAfter' | 'firstBackoff'> = {}): { sup: Supervisor, log: RecordingLog } {

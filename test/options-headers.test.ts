@@ -11,8 +11,8 @@ const up = 'http://127.0.0.1:1'
 const route = (extra: Record<string, unknown>): Record<string, unknown> => ({ routes: [{ prefix: '/a/', upstream: up }, { prefix: '/b/', upstream: up, ...extra }] })
 
 const invalid: Invalid[] = [
-  { name: 'an unknown variable', options: { upstream: up, requestHeaders: { set: { 'X-A': '$nope' } } }, path: 'requestHeaders/set/X-A', reason: /^unknown variable \$nope$/ },
-  { name: 'an unknown variable in a route', options: route({ requestHeaders: { add: { 'X-A': ['ok', 'a ${typo}'] } } }), path: 'routes/1/requestHeaders/add/X-A/1', reason: /^unknown variable \$typo$/ },
+  { name: 'an unknown variable', options: { upstream: up, requestHeaders: { set: { 'X-A': '$nope' } } }, path: 'requestHeaders/set/X-A', reason: /^unknown variable \$nope; a request header is \$http_<name> \(\$http_nope for Nope\), a map's name is declared in `maps`$/ },
+  { name: 'an unknown variable in a route', options: route({ requestHeaders: { add: { 'X-A': ['ok', 'a ${typo}'] } } }), path: 'routes/1/requestHeaders/add/X-A/1', reason: /^unknown variable \$typo; a request header is \$http_<name>/ },
   { name: 'an unclosed ${', options: { upstream: up, requestHeaders: { set: { 'X-A': 'a ${host' } } }, path: 'requestHeaders/set/X-A', reason: /^malformed "\$\{\.\.\.\}" at character 3 of "a \$\{host"$/ },
   { name: 'a lone $', options: { upstream: up, requestHeaders: { set: { 'X-A': 'costs $5 or $' } } }, path: 'requestHeaders/set/X-A', reason: /^\$5 is a regex capture, only available in a map value of a "~" key$/ },
   { name: 'a trailing $', options: { upstream: up, requestHeaders: { set: { 'X-A': 'costs $' } } }, path: 'requestHeaders/set/X-A', reason: /^a "\$" at character 7 of "costs \$" starts no variable .*write "\$\$" for a literal "\$"$/ },
@@ -39,7 +39,7 @@ const invalid: Invalid[] = [
   { name: 'a map regex that does not compile', options: { upstream: up, maps: { m: { source: '$uri', cases: { '~^/(a': 'x' } } } }, path: 'maps/m/cases/"~^/(a"', reason: /^the regular expression does not compile: / },
   { name: 'a map value using a capture its regex lacks', options: { upstream: up, maps: { m: { source: '$uri', cases: { '~^/a': '$1' } } } }, path: 'maps/m/cases/"~^/a"', reason: /^\$1: the regex has only 0 capture group\(s\)$/ },
   { name: 'a capture outside a regex key', options: { upstream: up, maps: { m: { source: '$uri', cases: { exact: '$1' } } } }, path: 'maps/m/cases/exact', reason: /regex capture/ },
-  { name: 'a map source with an unknown variable', options: { upstream: up, maps: { m: { source: '$nope' } } }, path: 'maps/m/source', reason: /^unknown variable \$nope$/ },
+  { name: 'a map source with an unknown variable', options: { upstream: up, maps: { m: { source: '$nope' } } }, path: 'maps/m/source', reason: /^unknown variable \$nope; a request header/ },
   { name: 'a map default with a response variable', options: { upstream: up, maps: { m: { source: '$uri', default: '$upstream_status' } } }, path: 'maps/m/default', reason: /only available in response header templates/ },
   { name: 'a map shadowing a built-in', options: { upstream: up, maps: { host: { source: '$uri' } } }, path: 'maps/host', reason: /^\$host is a built-in variable; choose another map name$/ },
   { name: 'a map shadowing a built-in family', options: { upstream: up, maps: { http_x: { source: '$uri' } } }, path: 'maps/http_x', reason: /built-in variable/ },
@@ -50,7 +50,7 @@ const invalid: Invalid[] = [
   { name: 'a redirect regex that does not compile', options: { upstream: up, redirect: [{ from: '~(', to: '/' }] }, path: 'redirect/0/from', reason: /does not compile/ },
   { name: 'a redirect to with a capture its regex lacks', options: route({ redirect: ['default', { from: '~^http://x/', to: '/$2' }] }), path: 'routes/1/redirect/1/to', reason: /^\$2: the regex has only 0 capture group/ },
   { name: 'a redirect "true"', options: { upstream: up, redirect: true }, path: 'redirect', reason: /^expected union value, got true$/ },
-  { name: 'a cookie path rule with an unknown variable', options: route({ cookiePath: [{ from: '/', to: '$nah' }] }), path: 'routes/1/cookiePath/0/to', reason: /^unknown variable \$nah$/ },
+  { name: 'a cookie path rule with an unknown variable', options: route({ cookiePath: [{ from: '/', to: '$nah' }] }), path: 'routes/1/cookiePath/0/to', reason: /^unknown variable \$nah; a request header/ },
   { name: 'a constant redirect target with LF', options: { upstream: up, redirect: [{ from: '/', to: '/a\nb' }] }, path: 'redirect/0/to', reason: /characters not allowed/ },
   { name: 'upgradeUpstream is not a URL', options: route({ upgradeUpstream: 'ws://x' }), path: 'routes/1/upgradeUpstream', reason: /^expected string to match/ },
   { name: 'upgradeUpstream with a path and rewritePrefix', options: route({ upgradeUpstream: 'http://x/ws/', rewritePrefix: '/b/' }), path: 'routes/1/rewritePrefix', reason: /^upgradeUpstream has a path/ },

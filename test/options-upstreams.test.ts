@@ -16,7 +16,7 @@ const invalid: Invalid[] = [
   { name: 'a server URL with a path', options: group({}, [{ url: 'http://x:1/base/' }]), path: 'upstreams/api/servers/0/url', reason: /^a server URL has no path/ },
   { name: 'a zero weight', options: group({}, [{ url: 'http://x:1', weight: 0 }]), path: 'upstreams/api/servers/0/weight', reason: /^expected integer to be greater or equal to 1, got 0$/ },
   { name: 'a negative maxFails', options: group({}, [{ url: 'http://x:1', maxFails: -1 }]), path: 'upstreams/api/servers/0/maxFails', reason: /greater or equal to 0/ },
-  { name: 'an unknown server key (nginx spelling)', options: group({}, [{ url: 'http://x:1', max_fails: 3 }]), path: 'upstreams/api/servers/0/max_fails', reason: /^unexpected property, got 3$/ },
+  { name: 'an unknown server key (nginx spelling)', options: group({}, [{ url: 'http://x:1', max_fails: 3 }]), path: 'upstreams/api/servers/0/max_fails', reason: /^unexpected property, got 3; did you mean "maxFails"\?$/ },
   { name: 'a duplicate server', options: group({}, [{ url: 'http://x:1' }, { url: 'http://x:1/' }]), path: 'upstreams/api/servers/1/url', reason: /^duplicate server "http:\/\/x:1" \(also upstreams\/api\/servers\/0\/url\)$/ },
   { name: 'http and https servers mixed', options: group({}, [{ url: 'http://x:1' }, { url: 'https://y:2' }]), path: 'upstreams/api/servers/1/url', reason: /^every server of a group uses the same scheme \(http:\)/ },
   { name: 'an unknown balance method', options: group({ balance: 'random' }), path: 'upstreams/api/balance', reason: /^expected one of round-robin, least-conn, ip-hash, hash, got "random"$/ },

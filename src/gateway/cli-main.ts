@@ -1,8 +1,12 @@
+import { readFileSync } from 'node:fs'
 import { readFile, rm, writeFile } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { parseArgs } from 'node:util'
-import { checkGatewayConfig, loadGatewayConfig, withOverrides, type CheckedGatewayConfig, type ListenOverrides } from './config.js'
+import { checkGatewayConfig, effectiveConfig, loadGatewayConfig, withOverrides, type CheckedGatewayConfig, type ListenOverrides } from './config.js'
+import { unresolvedHosts } from './host-check.js'
+import { invalidOptions, type OptionProblem } from '../options/problems.js'
+import { didYouMean } from '../options/suggest.js'
 import { drainOnSignals, startGateway } from './start.js'
 import { PrimaryLog } from './primary-log.js'
 import { Supervisor } from './supervisor.js'
@@ -12,22 +16,26 @@ const HELP = `fastify-ws-proxy: an HTTP/1.1 + WebSocket reverse proxy gateway (F
 
 Usage:
   fastify-ws-proxy --config gateway.json    run a gateway from a JSON config
-  fastify-ws-proxy --check --config FILE    validate the config and exit (like nginx -t)
+  fastify-ws-proxy --check --config FILE    validate the config, look its upstream hosts up, and exit (like nginx -t)
+  fastify-ws-proxy --print-config -c FILE   print the config with every default filled in (like nginx -T)
   fastify-ws-proxy --reload --config FILE   validate FILE, then make the running gateway reload it (like nginx -s reload)
   fastify-ws-proxy --demo                   run a gateway in front of a built-in demo upstream
 
 Options:
   -c, --config FILE   JSON config: the plugin's options (routes, timeouts, ...) plus
-                      "listen": { "host", "port" }, "server", "pidFile" and "logLevel"; see README "Options"
+                      "listen": { "host", "port" }, "server", "pidFile" and "logLevel"; see docs/options.md.
+                      Editors check it with "$schema": "./node_modules/fastify-ws-proxy/fastify-ws-proxy.schema.json"
       --host HOST     override listen.host (default 127.0.0.1)
   -p, --port PORT     override listen.port (default 8080; 0 = any free port)
   -w, --workers N     worker processes: a number, or "auto" (one per core; the default with --config).
                       1 runs a single process (the default with --demo); more run a cluster that
                       reloads on SIGHUP without dropping requests
       --pid-file FILE write the gateway's pid here (overrides "pidFile"); --reload reads it
-      --check         validate only: print "config ok" or the error, exit 0 or 1
+      --check         validate only, upstream host names resolved: print "config ok" or every problem, exit 0 or 1
+      --print-config  print the effective config (JSON, defaults filled in) and exit
       --reload        validate the config, then send SIGHUP to the pid in its pid file
       --demo          start the demo upstream (HTTP + WebSocket echo) and proxy it
+  -v, --version       print the version
   -h, --help          this help
 
 Example config:
@@ -37,41 +45,57 @@ Example config:
     "timeouts": { "connect": 60000, "read": 60000 } }
 `
 
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
+
+const FLAGS = {
+  config: { type: 'string', short: 'c' },
+  host: { type: 'string' },
+  port: { type: 'string', short: 'p', default: process.env.PORT },
+  workers: { type: 'string', short: 'w' },
+  'pid-file': { type: 'string' },
+  check: { type: 'boolean' },
+  'print-config': { type: 'boolean' },
+  reload: { type: 'boolean' },
+  demo: { type: 'boolean' },
+  version: { type: 'boolean', short: 'v' },
+  help: { type: 'boolean', short: 'h' }
+} as const
+
+/** A usage error: one line, exit 2 (the help is one flag away, not reprinted). */
+function usageError (message: string): number {
+  process.stderr.write(`error: ${message} (see --help)\n`)
+  return 2
+}
+
+/** parseArgs' message, its first sentence only (the rest is advice about `--`), with the closest flag for an unknown one. */
+function argsProblem (err: Error): string {
+  const unknown = /^Unknown option '([^']+)'/.exec(err.message)
+  if (unknown === null) return err.message.split('. ')[0]
+  return `unknown option ${unknown[1]}${didYouMean(unknown[1], Object.keys(FLAGS).map((flag) => `--${flag}`), (flag) => flag)}`
+}
+
 /** Runs the CLI; resolves with the exit code, or -1 when a gateway keeps running (until a signal). */
 export async function main (argv: string[]): Promise<number> {
   let args
   let workers: number | null
   try {
-    args = parseArgs({
-      args: argv,
-      options: {
-        config: { type: 'string', short: 'c' },
-        host: { type: 'string' },
-        port: { type: 'string', short: 'p', default: process.env.PORT },
-        workers: { type: 'string', short: 'w' },
-        'pid-file': { type: 'string' },
-        check: { type: 'boolean' },
-        reload: { type: 'boolean' },
-        demo: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' }
-      }
-    }).values
+    args = parseArgs({ args: argv, options: FLAGS }).values
     workers = parseWorkers(args.workers)
   } catch (err) {
-    process.stderr.write(`error: ${(err as Error).message}\n\n${HELP}`)
-    return 2
+    return usageError(argsProblem(err as Error))
   }
   if (args.help === true) {
     process.stdout.write(HELP)
     return 0
   }
+  if (args.version === true) {
+    process.stdout.write(`fastify-ws-proxy ${VERSION}\n`)
+    return 0
+  }
   const overrides: ListenOverrides = { host: args.host, port: args.port }
   if (args.demo === true) return await runDemo(overrides, workers ?? 1)
   const file = args.config
-  if (file === undefined) {
-    process.stderr.write(`error: --config FILE or --demo is required\n\n${HELP}`)
-    return 2
-  }
+  if (file === undefined) return usageError('--config FILE or --demo is required')
   let config: CheckedGatewayConfig
   try {
     config = await loadGatewayConfig(file, overrides)
@@ -80,17 +104,34 @@ export async function main (argv: string[]): Promise<number> {
     return 1
   }
   if (args['pid-file'] !== undefined) config.pidFile = args['pid-file']
-  if (args.check === true) {
-    process.stdout.write(`config ok: ${file}\n`)
+  if (args['print-config'] === true) {
+    process.stdout.write(JSON.stringify(effectiveConfig(config), null, 2) + '\n')
     return 0
   }
+  const unresolved = unresolvedHosts(config.proxy)
+  if (args.check === true) return await check(file, config, await unresolved)
   if (args.reload === true) return await signalReload(config.pidFile)
+  // Only a warning at start: platforms (Kubernetes, Compose) often publish a service's name after the proxy starts.
+  unresolved.then((problems) => {
+    for (const { path, reason } of problems) process.stderr.write(`warning: ${file}: ${path}: ${reason}\n`)
+  }, /* c8 ignore next: unresolvedHosts() reports lookup failures as problems and cannot reject */ () => {})
   const load = async (): Promise<CheckedGatewayConfig> => {
     const fresh = await loadGatewayConfig(file, overrides)
     fresh.pidFile = config.pidFile
     return fresh
   }
   return (await run(config, workers ?? availableParallelism(), load)).code
+}
+
+/** `--check`: the config is valid; its warnings are printed, and a host that does not resolve is an error (nginx -t). */
+async function check (file: string, config: CheckedGatewayConfig, unresolved: readonly OptionProblem[]): Promise<number> {
+  for (const warning of config.warnings) process.stderr.write(`warning: ${file}: ${warning}\n`)
+  if (unresolved.length > 0) {
+    process.stderr.write(`error: ${file}: ${invalidOptions(unresolved).message}\n`)
+    return 1
+  }
+  process.stdout.write(`config ok: ${file}\n`)
+  return 0
 }
 
 function parseWorkers (value: string | undefined): number | null {

@@ -4,15 +4,18 @@ import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { Value } from '@sinclair/typebox/value'
 import { FST_WS_PROXY_INVALID_OPTION } from '../errors.js'
 import { PluginOptionsSchema, type WsProxyOptions } from '../options/schema.js'
-import { invalidOption, resolveOptions } from '../options/resolve.js'
+import { resolveOptions } from '../options/resolve.js'
+import { invalidOptions } from '../options/problems.js'
+import { schemaProblems } from '../options/schema-problems.js'
 
 /** The standalone gateway's JSON config: the plugin's options plus where to listen, the server's client limits and how much to log. */
 const GatewayConfigSchema = Type.Object({
+  $schema: Type.Optional(Type.String({ description: 'The JSON Schema this file follows, for editors (e.g. `./node_modules/fastify-ws-proxy/fastify-ws-proxy.schema.json`); ignored.' })),
   ...PluginOptionsSchema.properties,
   listen: Type.Optional(Type.Object({
     host: Type.Optional(Type.String({ minLength: 1, default: '127.0.0.1', description: 'Address to listen on. Default 127.0.0.1.' })),
     port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: 'Port to listen on (0: any free port). Default 8080.' }))
-  }, { additionalProperties: false, default: {} })),
+  }, { additionalProperties: false, default: {}, description: 'Where the gateway listens; `--host`, `--port` and `PORT` override it.' })),
   server: Type.Optional(Type.Object({
     maxHeaderSize: Type.Optional(Type.Integer({ minimum: 1024, default: 16_384, description: 'nginx `large_client_header_buffers`: most bytes of a client request head; beyond it Node answers 431. Default 16384.' })),
     headersTimeout: Type.Optional(Type.Integer({ minimum: 1, default: 60_000, description: 'nginx `client_header_timeout`: milliseconds a client has to send its whole request head; then Node answers 408 (slowloris). Default 60000.' }))
@@ -21,7 +24,7 @@ const GatewayConfigSchema = Type.Object({
   logLevel: Type.Optional(Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), {
     default: 'info', description: 'Fastify (pino) log level. Default info.'
   }))
-}, { additionalProperties: false })
+}, { additionalProperties: false, description: 'The config of the fastify-ws-proxy gateway (`fastify-ws-proxy --config FILE`): the plugin\'s options plus `listen`, `server`, `pidFile` and `logLevel`.' })
 
 type GatewayConfig = Static<typeof GatewayConfigSchema>
 
@@ -34,6 +37,8 @@ export interface CheckedGatewayConfig {
   server: { maxHeaderSize: number, headersTimeout: number }
   pidFile: string | null
   proxy: WsProxyOptions
+  /** What `register` would warn about (a group no route names), as `<path>: <reason>`. */
+  warnings: readonly string[]
 }
 
 /** Validates a parsed JSON config with the same schema `register` uses; throws FST_WS_PROXY_INVALID_OPTION. */
@@ -41,15 +46,16 @@ export function checkGatewayConfig (value: unknown): CheckedGatewayConfig {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new FST_WS_PROXY_INVALID_OPTION('(root)', 'expected a JSON object')
   }
+  // Every problem at once (defaults are valid: checking before they are applied accepts and rejects the same files).
+  const problems = schemaProblems(checker.Errors(value))
+  if (problems.length > 0) throw invalidOptions(problems)
   const copy = Value.Clone(value)
   Value.Default(GatewayConfigSchema, copy)
-  const first = checker.Errors(copy).First()
-  if (first !== undefined) throw invalidOption(first)
   // The schema's defaults have filled listen.host, listen.port and logLevel.
-  const { listen, logLevel, server, pidFile, ...proxy } = copy as GatewayConfig & {
+  const { $schema, listen, logLevel, server, pidFile, ...proxy } = copy as GatewayConfig & {
     listen: { host: string, port: number }, logLevel: string, server: CheckedGatewayConfig['server']
   }
-  return { host: listen.host, port: listen.port, logLevel, server, pidFile: pidFile ?? null, proxy }
+  return { host: listen.host, port: listen.port, logLevel, server, pidFile: pidFile ?? null, proxy, warnings: [] }
 }
 
 /** Command-line values that replace the config's `listen`. */
@@ -66,7 +72,7 @@ export async function loadGatewayConfig (file: string, overrides: ListenOverride
   try {
     const parsed: unknown = JSON.parse(await readFile(file, 'utf8'))
     const config = checkGatewayConfig(withOverrides(parsed, overrides))
-    resolveOptions(config.proxy)
+    config.warnings = resolveOptions(config.proxy).warnings
     return config
   } catch (err) {
     throw new Error(`${file}: ${(err as Error).message}`, { cause: err })
@@ -81,6 +87,25 @@ export function withOverrides (parsed: unknown, { host, port }: ListenOverrides)
   if (host !== undefined) listen.host = host
   if (port !== undefined) listen.port = Number(port)
   return { ...config, listen }
+}
+
+/** The effective config, defaults filled in, as a config file would say it (`--print-config`, like `nginx -T`). */
+export function effectiveConfig (config: CheckedGatewayConfig): Record<string, unknown> {
+  const { host, port, logLevel, server, pidFile, proxy } = config
+  return { listen: { host, port }, server, ...(pidFile === null ? {} : { pidFile }), logLevel, ...proxy }
+}
+
+/** The JSON Schema of the config file, for editors and the package (`npm run docs` writes fastify-ws-proxy.schema.json). */
+export function gatewayJsonSchema (): Record<string, unknown> {
+  // What only code can pass (a prom-client Registry, a resolver function) has no place in a JSON file.
+  const schema = JSON.parse(JSON.stringify(GatewayConfigSchema, (_key, value: unknown) =>
+    (value as { description?: unknown } | null)?.description?.toString().includes('(not in a JSON config)') === true ? undefined : value))
+  return {
+    $schema: 'http://json-schema.org/draft-07/schema#',
+    $id: 'https://unpkg.com/fastify-ws-proxy/fastify-ws-proxy.schema.json',
+    title: 'fastify-ws-proxy gateway config',
+    ...schema
+  }
 }
 
 /** The tunnels' grace period of a checked config (the schema's default has filled it). */

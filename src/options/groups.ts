@@ -4,6 +4,7 @@ import type { LookupScope } from '../vars/builtins.js'
 import { compileAt } from '../vars/maps.js'
 import type { Template } from '../vars/template.js'
 import { addressOf, parseUpstream } from './upstream-url.js'
+import type { ProblemList } from './problems.js'
 import {
   UPSTREAM_DEFAULTS, type AttemptFailure, type BalanceMethod, type HostResolver, type ServerOptions, type TlsOptions, type UpstreamGroupOptions
 } from './upstream-schema.js'
@@ -93,12 +94,15 @@ export function resolveServer (server: ServerOptions, at: string, scheme: 'http'
 }
 
 /** The named groups of the options, compiled; hash keys are request templates (maps visible). */
-export function resolveGroups (groups: Record<string, UpstreamGroupOptions>, scope: LookupScope, pluginTls: TlsOptions | null): Map<string, ResolvedGroup> {
+export function resolveGroups (groups: Record<string, UpstreamGroupOptions>, scope: LookupScope, pluginTls: TlsOptions | null,
+  problems: ProblemList): Map<string, ResolvedGroup> {
   const resolved = new Map<string, ResolvedGroup>()
   for (const [name, group] of Object.entries(groups)) {
-    const at = `upstreams/${name}/`
-    if (!GROUP_NAME.test(name)) fail(`upstreams/${JSON.stringify(name)}`, 'a group name is lower case letters, digits, "_", "-" and "." (it is written as a URL host: http://name)')
-    resolved.set(name, resolveGroup(name, group, at, scope, pluginTls))
+    // Each group is checked even when another failed; a failed one is left out (the caller reports every problem).
+    problems.attempt(() => {
+      if (!GROUP_NAME.test(name)) fail(`upstreams/${JSON.stringify(name)}`, 'a group name is lower case letters, digits, "_", "-" and "." (it is written as a URL host: http://name)')
+      resolved.set(name, resolveGroup(name, group, `upstreams/${name}/`, scope, pluginTls))
+    })
   }
   return resolved
 }

@@ -1,5 +1,5 @@
 import { TypeCompiler } from '@sinclair/typebox/compiler'
-import { Value, type ValueError } from '@sinclair/typebox/value'
+import { Value } from '@sinclair/typebox/value'
 import { FST_WS_PROXY_INVALID_OPTION } from '../errors.js'
 import { compileRequestRules, compileResponseRules, compileRewriteRule, compileRewriteRules, type RequestHeaderRules, type ResponseRules, type RewriteRule } from '../headers/rules.js'
 import type { LookupScope } from '../vars/builtins.js'
@@ -9,6 +9,9 @@ import { compileOrigins, type OriginAllowList } from '../upgrade/origins.js'
 import { UpgradeProtocols } from '../security/upgrade-protocols.js'
 import { resolveGroups, urlGroup, type ResolvedGroup } from './groups.js'
 import { parseUpstream } from './upstream-url.js'
+import { ProblemList } from './problems.js'
+import { schemaProblems } from './schema-problems.js'
+import { closest } from './suggest.js'
 import type { TlsOptions } from './upstream-schema.js'
 import { PluginOptionsSchema, PROXIED_METHODS, type LimitOptions, type MetricsRegistry, type PoolOptions, type RouteOptions, type TimeoutOptions, type WsProxyOptions } from './schema.js'
 
@@ -62,6 +65,8 @@ export interface ResolvedRoute {
 }
 
 export interface ResolvedOptions {
+  /** What is valid but likely a mistake (a group no route names), as `<path>: <reason>` lines for the log. */
+  readonly warnings: readonly string[]
   readonly routes: readonly ResolvedRoute[]
   /** Every group the routes use (named ones, used or not, and one per upstream URL). */
   readonly groups: readonly ResolvedGroup[]
@@ -109,8 +114,9 @@ export function resolveOptions (options: unknown): ResolvedOptions {
   // Checked before the copy: Value.Clone throws its own uncoded error on a function or a bigint (say a hook from
   // another proxy plugin's options), which the check reports as the bad option it is. Defaults are valid, so
   // checking before they are applied accepts and rejects the same options.
-  const first = checker.Errors(own).First()
-  if (first !== undefined) throw invalidOption(first)
+  const problems = new ProblemList()
+  problems.problems.push(...schemaProblems(checker.Errors(own)))
+  problems.throwIfAny()
   const copy = Value.Clone(own)
   Value.Default(PluginOptionsSchema, copy)
   for (const [name, resolver] of resolvers) {
@@ -152,35 +158,6 @@ function stripFastifyKeys (options: Record<string, unknown>): Record<string, unk
   return rest
 }
 
-/** The coded error for the first schema violation TypeBox found: its path and a readable reason. */
-export function invalidOption (first: ValueError): Error {
-  return optionError(first.path.slice(1), describe(expectation(first.schema, first.message), first.value))
-}
-
-// TypeBox says "expected union value" for a union of literals (the methods); name the allowed values instead.
-function expectation (schema: object, message: string): string {
-  const literals = (schema as { anyOf?: Array<{ const?: unknown }> }).anyOf?.map((option) => option.const)
-  if (literals === undefined || literals.length === 0 || literals.some((value) => value === undefined)) return message
-  return `expected one of ${literals.join(', ')}`
-}
-
-function describe (message: string, value: unknown): string {
-  const reason = message.charAt(0).toLowerCase() + message.slice(1)
-  const shown = show(value)
-  return shown === undefined ? reason : `${reason}, got ${shown.length > 80 ? shown.slice(0, 77) + '...' : shown}`
-}
-
-// JSON.stringify shows NaN and Infinity as null (a `Number(process.env.X)` gone wrong) and throws on a bigint.
-function show (value: unknown): string | undefined {
-  if (typeof value === 'number') return String(value)
-  if (typeof value === 'bigint') return `${value}n`
-  try {
-    return JSON.stringify(value)
-  } catch {
-    return undefined
-  }
-}
-
 function buildResolved (options: WsProxyOptions, registry: MetricsRegistry | null): ResolvedOptions {
   const plugin = options as Defaulted
   let routes: RouteOptions[]
@@ -198,23 +175,28 @@ function buildResolved (options: WsProxyOptions, registry: MetricsRegistry | nul
     fail('routes', 'expected `routes` (an array of { prefix, upstream }) or the shorthand `upstream`')
   }
 
+  // Maps alone first: were one invalid, every template naming it would be reported as well.
   const maps = new MapRegistry(options.maps ?? {}, 'maps/')
   const tls = options.tls ?? null
-  const groups = resolveGroups(options.upstreams ?? {}, { response: false, map: maps.lookup, captures: null }, tls)
+  // From here on each group and each route is checked even when another failed, and every problem is reported.
+  const problems = new ProblemList()
+  const groups = resolveGroups(options.upstreams ?? {}, { response: false, map: maps.lookup, captures: null }, tls, problems)
   const targets = new Targets(groups, tls)
   // Compiled once, so an invalid plugin-level list fails at its own path even when every route has its own.
-  const origins = compileOrigins(options.allowedOrigins, 'allowedOrigins')
+  const origins = problems.attempt(() => compileOrigins(options.allowedOrigins, 'allowedOrigins')) ?? null
   const seen = new Map<string, number>()
   const resolved = routes.map((route, i) => {
     const at = base === '' ? '' : `${base}${i}/`
     const previous = seen.get(route.prefix)
-    if (previous !== undefined) fail(`${at}prefix`, `duplicate prefix ${JSON.stringify(route.prefix)} (also routes/${previous}/prefix)`)
+    if (previous !== undefined) problems.problems.push({ path: `${at}prefix`, reason: `duplicate prefix ${JSON.stringify(route.prefix)} (also routes/${previous}/prefix)` })
     seen.set(route.prefix, i)
-    return resolveRoute(route, at, plugin, maps, targets, origins)
+    return problems.attempt(() => resolveRoute(route, at, plugin, maps, targets, origins)) as ResolvedRoute
   })
+  problems.throwIfAny()
 
   const metrics = options.metrics
   return Object.freeze({
+    warnings: Object.freeze(unusedGroups(groups, resolved)),
     routes: Object.freeze(resolved),
     groups: Object.freeze([...groups.values(), ...targets.urls.values()]),
     connections: plugin.pool.connections,
@@ -231,6 +213,17 @@ function buildResolved (options: WsProxyOptions, registry: MetricsRegistry | nul
     // The schema's defaults have filled both paths.
     health: options.health === undefined ? null : { live: options.health.live || null, ready: options.health.ready || null }
   })
+}
+
+/** A named group no route names is likely a typo on one side (nginx is silent about it; a warning costs nothing). */
+function unusedGroups (groups: ReadonlyMap<string, ResolvedGroup>, routes: readonly ResolvedRoute[]): string[] {
+  const used = new Set<ResolvedGroup>()
+  for (const route of routes) {
+    used.add(route.group)
+    if (route.upgradeRoute !== null) used.add(route.upgradeRoute.group)
+  }
+  return [...groups.values()].filter((group) => !used.has(group))
+    .map((group) => `upstreams/${group.name}: no route names this group (as http://${group.name})`)
 }
 
 /** The plugin level after `Value.Default`: the schema's defaults fill every inheritable setting but `methods`. */
@@ -267,6 +260,7 @@ class Targets {
       }
       return { group, origin, host, path }
     }
+    if (socketPath === null) this.#nearMiss(text, host, at)
     const key = socketPath ?? origin
     let url = this.urls.get(key)
     if (url === undefined) {
@@ -274,6 +268,19 @@ class Targets {
       this.urls.set(key, url)
     }
     return { group: url, origin, host, path }
+  }
+
+  /**
+   * A host without a port or a dot that is one typo away from a group's name (`http://chatt` beside `chat`) is
+   * taken for a misspelt group, not a host: as a host it would fail every request with 502 ENOTFOUND.
+   */
+  #nearMiss (text: string, host: string, at: string): void {
+    if (host.length < 3 || host.includes('.') || host.includes(':') || !/^https?:\/\/[^/:]+(\/|$)/.test(text)) return
+    const group = closest(host, this.groups.keys())
+    if (group === null) return
+    const scheme = text.slice(0, text.indexOf(':'))
+    fail(at, `no upstream group is named ${JSON.stringify(host)}; did you mean ${JSON.stringify(group)} (${scheme}://${group})? ` +
+      `For a host of that name, give its port (${scheme}://${host}:${scheme === 'https' ? 443 : 80})`)
   }
 }
 

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os'
 import type { TLSSocket } from 'node:tls'
 import type { VarContext } from './context.js'
+import { didYouMean } from '../options/suggest.js'
 
 /** A compiled template or variable: a plain function of the request's context. */
 export type Expr = (c: VarContext) => string
@@ -111,7 +112,15 @@ export function lookupVariable (name: string, scope: LookupScope): Expr {
     if (!scope.response) throw new Error(`$${name} is only available in response header templates`)
     return upstreamHeader(name.slice(14).replaceAll('_', '-').toLowerCase())
   }
-  throw new Error(`unknown variable $${name}`)
+  throw new Error(`unknown variable $${name}${unknownHint(name)}`)
+}
+
+/** The closest built-in name, or else how a request header of that name would be written. */
+function unknownHint (name: string): string {
+  const known = didYouMean(name, [...Object.keys(BUILTINS), ...Object.keys(RESPONSE_BUILTINS)], (n) => `$${n}`)
+  if (known !== '') return known
+  const header = name.split('_').map((word) => word.charAt(0).toUpperCase() + word.slice(1)).join('-')
+  return `; a request header is $http_<name> ($http_${name} for ${header}), a map's name is declared in \`maps\``
 }
 
 /** Whether `name` is taken by a built-in variable or a built-in prefix (a map may not shadow it). */
