@@ -42,6 +42,18 @@ const FAILURES: Failure[] = [
     }
   },
   {
+    name: 'a 101 without Upgrade (to a plain request, and to an upgrade)',
+    code: 'FST_WS_PROXY_BAD_RESPONSE',
+    status: 502,
+    text: 'The upstream sent an invalid response',
+    detail: /127\.0\.0\.1:\d+ sent an invalid response/,
+    secrets: ['127.0.0.1'],
+    options: async (t) => {
+      const upstream = await fixedResponseUpstream(t, 'HTTP/1.1 101 Switching Protocols\r\n\r\n')
+      return { routes: [{ prefix: '/api/', upstream: `http://127.0.0.1:${portOf(upstream)}/` }] }
+    }
+  },
+  {
     name: 'a read timeout',
     code: 'FST_WS_PROXY_READ_TIMEOUT',
     status: 504,

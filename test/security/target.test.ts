@@ -142,3 +142,33 @@ t.test('wsProxyRewriteUrl: the canonical target; the authority replaces Host; a 
     t.equal(refused.headers.host, 'h')
   }
 })
+
+t.test('properties over seeded hostile targets: the quick check never says yes wrongly; canonical forms are fixed points', async (t) => {
+  // mulberry32, seeded: a failure replays exactly.
+  let a = 0x7a7 >>> 0
+  const random = (): number => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let x = a
+    x = Math.imul(x ^ (x >>> 15), x | 1)
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
+  }
+  const pieces = ['/', '//', '.', '..', '%2e', '%2f', '%5C', '\\', '%61', '%7e', '%c3%a9', ';', '..;', '#f', '?q=..%2f', 'http://h', 'HTTP://h:1', 'a', 'api', '~', '%', '%zz', '.a', 'a.']
+  let problems = 0
+  for (let i = 0; i < 5000; i++) {
+    let target = random() < 0.8 ? '/' : ''
+    for (let n = 1 + Math.floor(random() * 6); n > 0; n--) target += pieces[Math.floor(random() * pieces.length)]
+    const result = canonicalTarget(target)
+    const quick = looksCanonical(target)
+    let problem: string | null = null
+    if (quick && (typeof result === 'string' || result.target !== target || result.authority !== null)) problem = 'looksCanonical said yes'
+    else if (typeof result !== 'string') {
+      const again = canonicalTarget(result.target)
+      if (typeof again === 'string' || again.target !== result.target || again.authority !== null) problem = 'not a fixed point'
+      else if (targetRefusal(result.target) !== null) problem = 'the canonical form is refused by the route check'
+      else if (wsProxyRewriteUrl(fakeRequest(target, 'h')) !== result.target) problem = 'wsProxyRewriteUrl disagrees'
+    } else if (wsProxyRewriteUrl(fakeRequest(target, 'h')) !== target) problem = 'a refused target was rewritten'
+    if (problem !== null && ++problems <= 10) t.fail(`${problem}: ${JSON.stringify(target)} → ${JSON.stringify(result)}`)
+  }
+  t.equal(problems, 0)
+})
