@@ -1,119 +1,412 @@
-// `npm run bench [-- --quick] [-- --no-readme]`: the side-by-side benchmark. Every piece is its own process:
-// the upstream (HTTP + ws echo), each contender proxying to it, and the load generators (autocannon; ws-load.ts).
-// Contenders are interleaved round by round; medians are reported with ratios to "direct" (no proxy).
-// Results go to bench/results/<date>.json and, unless --no-readme, to the README's benchmark table.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+// `npm run bench [-- --quick] [-- --compare <git-ref>] [-- --only <regex>] [-- --rounds N] [-- --seconds S] [-- --profile <dir>]`
+//
+// The side-by-side benchmark. Every piece is its own process on 127.0.0.1: the upstream (HTTP + `ws` echo), each
+// contender proxying to it (direct = no proxy, this plugin, nginx, @fastify/http-proxy, http-proxy), and one load
+// generator (bench/load.ts). Rounds are interleaved: each cell of the sweep runs every contender in turn (order
+// rotated per round), round after round, so drift on a shared machine hits them alike.
+//
+// The primary figure is the proxy's CPU per unit of work: utime + stime of the contender's process tree, read from
+// /proc when the load generator opens and closes its measured window. It holds steady where req/s swings with
+// what else runs on the cores. Ratios are medians of per-round ratios (same round, same cell).
+//
+// --compare <ref> builds <ref> in a temporary worktree and runs it as one more contender, then prints CPU ratios
+// old/new per cell: the regression check before merging. Results: bench/results/<date>[-quick].{json,md}.
+import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process'
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
+import { createRequire } from 'node:module'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import type { LoadRequest, LoadResult, Workload } from './load.js'
 
-const quick = process.argv.includes('--quick')
-const writeReadme = !process.argv.includes('--no-readme')
-const ROUNDS = quick ? 2 : 5
-const SECONDS = quick ? 3 : 8
-const IDLE_TUNNELS = quick ? 1000 : 5000
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    compare: { type: 'string' },
+    only: { type: 'string' },
+    rounds: { type: 'string' },
+    seconds: { type: 'string' },
+    profile: { type: 'string' }
+  }
+})
+const quick = args.quick as boolean
+const ROUNDS = args.rounds !== undefined ? Number(args.rounds) : quick ? 3 : 5
+const SECONDS = args.seconds !== undefined ? Number(args.seconds) : quick ? 1.5 : 4
+// Enough that what a process allocates once (compiled code, grown pools) does not pass for a per-tunnel cost.
+const IDLE_TUNNELS = 5000
 const root = fileURLToPath(new URL('..', import.meta.url))
-const TS_ENV = { ...process.env, TS_NODE_TRANSPILE_ONLY: '1' }
-const TS = ['--import', '@tapjs/typescript/import']
+const cacheDir = join(root, 'node_modules/.cache/fastify-ws-proxy-bench')
+const KiB = 1024
+const MiB = 1024 * KiB
 
-interface Contender { name: string, script: string | null, note: string }
+// ---------------------------------------------------------------------------------------------------------------
+// The sweep. `quick` cells make the --quick run (a few minutes); a full run has them all.
 
-function hasNginx (): boolean {
+type Unit = 'req' | 'rtt' | 'GB' | 'handshake'
+interface Cell { id: string, path: string, workload: Workload, unit: Unit, quick: boolean }
+
+const size = (n: number): string => n >= MiB ? `${n / MiB} MiB` : n >= KiB ? `${n / KiB} KiB` : `${n} B`
+const cells: Cell[] = []
+for (const connections of [1, 10, 50, 200]) {
+  cells.push({ id: `GET small, ${connections} conns, keep-alive`, path: '/', workload: { kind: 'get', connections, close: false }, unit: 'req', quick: connections === 50 })
+}
+cells.push({ id: 'GET small, 50 conns, Connection: close', path: '/', workload: { kind: 'get', connections: 50, close: true }, unit: 'req', quick: true })
+for (const bytes of [1 * KiB, 64 * KiB, 1 * MiB, 16 * MiB]) {
+  const connections = bytes === 16 * MiB ? 2 : 10
+  cells.push({ id: `POST ${size(bytes)} echo, ${connections} conns`, path: '/', workload: { kind: 'post', connections, bytes, close: false }, unit: 'req', quick: bytes === MiB })
+}
+cells.push({ id: 'POST 1 MiB echo, 1 conn', path: '/', workload: { kind: 'post', connections: 1, bytes: MiB, close: false }, unit: 'req', quick: false })
+cells.push({ id: 'POST 1 MiB echo, 50 conns', path: '/', workload: { kind: 'post', connections: 50, bytes: MiB, close: false }, unit: 'req', quick: false })
+cells.push({ id: 'POST 1 MiB echo, 10 conns, Connection: close', path: '/', workload: { kind: 'post', connections: 10, bytes: MiB, close: true }, unit: 'req', quick: false })
+for (const clients of [1, 50]) {
+  cells.push({ id: `WS round trips, 64 B, ${clients} tunnels`, path: '/rtt', workload: { kind: 'ws-rtt', clients, bytes: 64 }, unit: 'rtt', quick: clients === 50 })
+}
+// Bulk echo: message size x bytes in flight per tunnel (one message: no backpressure; MiBs: the proxy's buffers fill).
+const bulk: Array<[number, number, number, boolean]> = [
+  // tunnels, message bytes, bytes in flight per tunnel, quick
+  [1, 64, 64 * KiB, false],
+  [1, 1 * KiB, 1 * MiB, false],
+  [1, 16 * KiB, 1 * MiB, false],
+  [1, 64 * KiB, 64 * KiB, true],
+  [1, 64 * KiB, 512 * KiB, false],
+  [1, 64 * KiB, 4 * MiB, true],
+  [1, 64 * KiB, 16 * MiB, true],
+  [1, 1 * MiB, 1 * MiB, false],
+  [1, 1 * MiB, 16 * MiB, true],
+  [50, 1 * KiB, 64 * KiB, false],
+  [50, 64 * KiB, 64 * KiB, true],
+  [50, 64 * KiB, 1 * MiB, false]
+]
+for (const [tunnels, bytes, inFlight, q] of bulk) {
+  const held = inFlight <= bytes ? 'one message' : `${size(inFlight)}`
+  cells.push({ id: `WS bulk, ${size(bytes)} msgs, ${held} in flight, ${tunnels} tunnel${tunnels > 1 ? 's' : ''}`, path: '/bulk', workload: { kind: 'ws-bulk', tunnels, bytes, inFlight }, unit: 'GB', quick: q })
+}
+cells.push({ id: 'WS handshakes, 20 loops, new upstream connection', path: '/hs', workload: { kind: 'ws-handshake', loops: 20, warm: false }, unit: 'handshake', quick: true })
+cells.push({ id: 'WS handshakes, 20 loops, after a keep-alive GET (warm pool)', path: '/hs', workload: { kind: 'ws-handshake', loops: 20, warm: true }, unit: 'handshake', quick: false })
+
+const WARM_UP: Workload[] = [
+  { kind: 'get', connections: 50, close: false },
+  { kind: 'post', connections: 10, bytes: 256 * KiB, close: false },
+  { kind: 'ws-rtt', clients: 10, bytes: 64 },
+  { kind: 'ws-bulk', tunnels: 2, bytes: 64 * KiB, inFlight: MiB },
+  { kind: 'ws-handshake', loops: 10, warm: true }
+]
+
+const only = args.only === undefined ? null : new RegExp(args.only, 'i')
+const selected = cells.filter((c) => (only !== null ? only.test(c.id) : !quick || c.quick))
+if (selected.length === 0) throw new Error(`no cell matches --only ${args.only}`)
+
+// ---------------------------------------------------------------------------------------------------------------
+// Setup: nginx (installed here when missing: a run without it is no result), the plugin builds.
+
+function findNginx (): string | null {
+  for (const candidate of ['nginx', '/usr/sbin/nginx']) {
+    try {
+      execFileSync(candidate, ['-v'], { stdio: 'ignore' })
+      return candidate
+    } catch {}
+  }
+  return null
+}
+
+function ensureNginx (): string {
+  let nginx = findNginx()
+  if (nginx === null && process.getuid?.() === 0 && existsSync('/usr/bin/apt-get')) {
+    process.stderr.write('nginx is missing: apt-get install -y nginx-light\n')
+    try {
+      execFileSync('apt-get', ['install', '-y', '-qq', 'nginx-light'], { stdio: 'inherit' })
+    } catch {
+      execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit' })
+      execFileSync('apt-get', ['install', '-y', '-qq', 'nginx-light'], { stdio: 'inherit' })
+    }
+    nginx = findNginx()
+  }
+  if (nginx === null) {
+    throw new Error('nginx is required (the benchmark compares against it): install it with `apt-get install nginx-light` or `dnf install nginx`')
+  }
+  return nginx
+}
+
+/** Compiles src/ of the working tree, or of `ref` checked out in a temporary worktree, into the cache; returns index.js. */
+function build (ref: string | null): { label: string, entry: string } {
+  const tsc = join(root, 'node_modules/typescript/bin/tsc')
+  if (ref === null) {
+    const out = join(cacheDir, 'current')
+    rmSync(out, { recursive: true, force: true })
+    compile(tsc, join(root, 'tsconfig.build.json'), out)
+    return { label: 'fastify-ws-proxy', entry: join(out, 'index.js') }
+  }
+  const sha = execFileSync('git', ['rev-parse', '--verify', `${ref}^{commit}`], { cwd: root }).toString().trim()
+  // Inside node_modules/ so that the ref's sources and build resolve this checkout's dependencies.
+  const tree = join(cacheDir, `tree-${sha.slice(0, 12)}`)
+  const out = join(cacheDir, `build-${sha.slice(0, 12)}`)
+  rmSync(out, { recursive: true, force: true })
+  if (existsSync(tree)) execFileSync('git', ['worktree', 'remove', '--force', tree], { cwd: root, stdio: 'ignore' })
+  execFileSync('git', ['worktree', 'add', '--detach', tree, sha], { cwd: root, stdio: 'ignore' })
   try {
-    execFileSync('nginx', ['-v'], { stdio: 'ignore' })
-    return true
-  } catch {
-    process.stderr.write('nginx is not installed: skipped (install it with `apt-get install nginx-light` or `dnf install nginx`)\n')
-    return false
+    compile(tsc, join(tree, 'tsconfig.build.json'), out)
+  } finally {
+    execFileSync('git', ['worktree', 'remove', '--force', tree], { cwd: root, stdio: 'ignore' })
+  }
+  return { label: `fastify-ws-proxy@${ref}`, entry: join(out, 'index.js') }
+}
+
+function compile (tsc: string, project: string, out: string): void {
+  try {
+    execFileSync(process.execPath, [tsc, '-p', project, '--outDir', out, '--declaration', 'false'], { stdio: 'pipe' })
+  } catch (err) {
+    // Type errors still emit JavaScript; only a missing output is fatal.
+    if (!existsSync(join(out, 'index.js'))) throw err
+    process.stderr.write(`note: ${project} compiled with type errors\n`)
   }
 }
 
-const CONTENDERS: Contender[] = [
-  { name: 'direct', script: null, note: 'no proxy: the client talks to the upstream (the limit)' },
-  { name: 'fastify-ws-proxy', script: 'bench/contenders/fastify-ws-proxy.ts', note: 'this plugin, defaults (undici pool, 128 connections)' },
-  { name: '@fastify/http-proxy', script: 'bench/contenders/fastify-http-proxy.ts', note: '@fastify/http-proxy 11 with `websocket: true`, defaults' },
-  { name: 'http-proxy', script: 'bench/contenders/http-proxy.ts', note: 'node-http-proxy 1.18 (`web` + `ws`) with a keep-alive agent of 128 sockets' },
-  ...(hasNginx() ? [{ name: 'nginx', script: 'bench/contenders/nginx.ts', note: 'nginx, 1 worker, the seeds\' WebSocket config, upstream `keepalive 128`' }] : [])
-]
+// ---------------------------------------------------------------------------------------------------------------
+// Processes and /proc.
 
-/** Starts a process that prints "READY <port> [<pid to measure>]" (nginx names its worker; others measure themselves). */
-function startProcess (args: string[]): Promise<{ child: ChildProcess, port: number, pid: number }> {
-  const child = spawn(process.execPath, ['--expose-gc', ...TS, '--import', './bench/contenders/gc-on-signal.ts', ...args], { cwd: root, env: TS_ENV, stdio: ['ignore', 'pipe', 'inherit'] })
+interface Contender { name: string, args: string[] | null, note: string, node: boolean }
+interface Started { contender: Contender, port: number, pid: number | null, child: ChildProcess | null }
+
+/**
+ * The bench's own scripts as plain JavaScript (type annotations stripped, nothing else). Run under the TypeScript
+ * loader, every Node process carried the TypeScript compiler in its heap: ~20 MB more to mark in each major GC, which
+ * no production proxy pays and which made the Node contenders' bulk figures depend on how often V8 marked.
+ */
+function transpileBench (): string {
+  const out = join(cacheDir, 'bench')
+  mkdirSync(join(out, 'contenders'), { recursive: true })
+  const ts = createRequire(import.meta.url)('typescript') as typeof import('typescript')
+  for (const file of ['upstream.ts', 'load.ts', 'ws-idle.ts', ...readdirSync(join(root, 'bench/contenders')).map((f) => `contenders/${f}`)]) {
+    const source = readFileSync(join(root, 'bench', file), 'utf8')
+    const { outputText } = ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022, verbatimModuleSyntax: true } })
+    writeFileSync(join(out, file.replace(/\.ts$/, '.js')), outputText)
+  }
+  return out
+}
+
+/** Starts a process that prints "READY <port> [<pid to measure>]" (nginx names its master; others measure themselves). */
+function startProcess (args: string[], nodeFlags: string[] = []): Promise<{ child: ChildProcess, port: number, pid: number }> {
+  const script = join(benchJs, args[0].replace(/^bench\//, '').replace(/\.ts$/, '.js'))
+  const child = spawn(process.execPath, ['--expose-gc', ...nodeFlags, '--import', join(benchJs, 'contenders/gc-on-signal.js'), script, ...args.slice(1)],
+    { cwd: root, env: process.env, stdio: ['ignore', 'pipe', 'inherit'] })
   return new Promise((resolve, reject) => {
     let out = ''
-    const timer = setTimeout(() => reject(new Error(`${args[0]} did not start within 30 s`)), 30_000)
-    child.stdout?.on('data', (chunk: Buffer) => {
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`${args[0]} did not start within 30 s`)) }, 30_000)
+    const onData = (chunk: Buffer): void => {
       out += chunk.toString()
       const match = /READY (\d+)(?: (\d+))?/.exec(out)
       if (match !== null) {
         clearTimeout(timer)
+        child.stdout?.off('data', onData)
         resolve({ child, port: Number(match[1]), pid: match[2] === undefined ? child.pid as number : Number(match[2]) })
       }
-    })
-    child.once('exit', (code) => reject(new Error(`${args[0]} exited with ${code}`)))
+    }
+    child.stdout?.on('data', onData)
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`${args[0]} exited with ${code}`)) })
   })
 }
 
-function run (command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<string> {
-  const child = spawn(command, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'] })
-  let out = ''
-  child.stdout.on('data', (chunk: Buffer) => { out += chunk.toString() })
+/** A process and all its descendants (nginx: master and worker). */
+function processTree (pid: number): number[] {
+  const children = new Map<number, number[]>()
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const ppid = Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1].split(' ')[1])
+      const list = children.get(ppid) ?? []
+      list.push(Number(entry))
+      children.set(ppid, list)
+    } catch {}
+  }
+  const tree = [pid]
+  for (let i = 0; i < tree.length; i++) tree.push(...(children.get(tree[i]) ?? []))
+  return tree
+}
+
+const TICKS = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100
+
+/** utime + stime of a process tree, in seconds (threads included: /proc/<pid>/stat sums them). */
+function cpuSeconds (pids: number[]): number {
+  let ticks = 0
+  for (const pid of pids) {
+    try {
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+      ticks += Number(fields[11]) + Number(fields[12])
+    } catch {}
+  }
+  return ticks / TICKS
+}
+
+function rssBytes (pids: number[]): number {
+  let kB = 0
+  for (const pid of pids) {
+    try {
+      const line = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+      kB += line === null ? 0 : Number(line[1])
+    } catch {}
+  }
+  return kB * 1024
+}
+
+mkdirSync(cacheDir, { recursive: true })
+// Under node_modules/ no package.json of ours applies: the builds are ES modules like the package.
+writeFileSync(join(cacheDir, 'package.json'), '{ "type": "module" }\n')
+const benchJs = transpileBench()
+const loader = fork(join(benchJs, 'load.js'), [], { cwd: root, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+
+/** Runs one workload; the proxy's CPU is read when the load generator opens and closes its window. */
+function load (request: LoadRequest, pids: number[] | null): Promise<{ result: LoadResult, cpu: number }> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`${args.join(' ')} timed out`)) }, (SECONDS + 60) * 1000)
-    child.once('exit', (code) => {
+    let before = 0
+    const timer = setTimeout(() => { loader.off('message', onMessage); reject(new Error(`${request.workload.kind} did not finish`)) }, (request.seconds + 90) * 1000)
+    const onMessage = (message: { type: string, result?: LoadResult, message?: string }): void => {
+      if (message.type === 'start') {
+        before = pids === null ? 0 : cpuSeconds(pids)
+        return
+      }
+      const cpu = pids === null ? 0 : cpuSeconds(pids) - before
       clearTimeout(timer)
-      if (code === 0) resolve(out)
-      else reject(new Error(`${command} ${args.join(' ')} exited with ${code}`))
-    })
+      loader.off('message', onMessage)
+      if (message.type === 'done') resolve({ result: message.result as LoadResult, cpu })
+      else reject(new Error(message.message))
+    }
+    loader.on('message', onMessage)
+    loader.send(request)
   })
 }
 
-/** utime + stime of a process, in seconds (Linux /proc; clock ticks are 100 per second on Linux). */
-function cpuSeconds (pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
-  return (Number(fields[11]) + Number(fields[12])) / 100
+// ---------------------------------------------------------------------------------------------------------------
+// Metrics of one measurement.
+
+interface Sample {
+  /** Work per second: req/s, round trips/s, MB/s echoed (bulk), handshake cycles/s. */
+  rate: number
+  /** Proxy CPU per unit: µs per request / round trip / handshake, ms per GB echoed (bulk); NaN for direct. */
+  cpu: number
+  errors: number
 }
 
-function rssBytes (pid: number): number {
-  const line = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-  return line === null ? 0 : Number(line[1]) * 1024
+function sample (cell: Cell, { result, cpu }: { result: LoadResult, cpu: number }, measured: boolean): Sample {
+  const errors = result.errors
+  if (cell.unit === 'GB') {
+    // Each echoed byte crosses the proxy twice (there and back); the figure is per GB echoed.
+    return { rate: result.bytes / result.seconds / 1e6, cpu: measured ? cpu * 1e3 / (result.bytes / 1e9) : NaN, errors }
+  }
+  return { rate: result.units / result.seconds, cpu: measured ? cpu * 1e6 / result.units : NaN, errors }
 }
 
-const AUTOCANNON = 'node_modules/autocannon/autocannon.js'
-const bodyFile = '/tmp/fastify-ws-proxy-bench-1mib.bin'
-writeFileSync(bodyFile, Buffer.alloc(1024 * 1024, 120))
-
-type Metrics = Record<string, number>
-
-async function measure (port: number, pid: number | null): Promise<Metrics> {
-  const m: Metrics = {}
-  const getCpuBefore = pid === null ? 0 : cpuSeconds(pid)
-  const get = JSON.parse(await run(process.execPath, [AUTOCANNON, '-j', '-c', '50', '-d', String(SECONDS), `http://127.0.0.1:${port}/small`]))
-  // The proxy's own CPU per request: what it costs, whatever share of the cores the load generator took.
-  if (pid !== null) m.getCpuUs = (cpuSeconds(pid) - getCpuBefore) * 1e6 / get.requests.total
-  m.getRps = get.requests.average
-  m.getP50 = get.latency.p50
-  m.getP99 = get.latency.p99
-  m.getErrors = get.errors + get.non2xx
-  const post = JSON.parse(await run(process.execPath, [AUTOCANNON, '-j', '-c', '8', '-d', String(SECONDS), '-m', 'POST', '-i', bodyFile, `http://127.0.0.1:${port}/echo`]))
-  m.postMBps = post.throughput.average / 1e6
-  const rtt = JSON.parse(await run(process.execPath, [...TS, 'bench/ws-load.ts', `ws://127.0.0.1:${port}/rtt`, 'rtt', '50', '64', String(SECONDS)], TS_ENV))
-  m.wsRttPerSec = rtt.messages / rtt.seconds
-  const handshakes = JSON.parse(await run(process.execPath, [...TS, 'bench/ws-load.ts', `ws://127.0.0.1:${port}/hs`, 'handshake', '10', '64', String(SECONDS)], TS_ENV))
-  m.wsHandshakesPerSec = handshakes.messages / handshakes.seconds
-  m.wsHandshakeErrors = handshakes.failed
-  const cpuBefore = pid === null ? 0 : cpuSeconds(pid)
-  const bulk = JSON.parse(await run(process.execPath, [...TS, 'bench/ws-load.ts', `ws://127.0.0.1:${port}/bulk`, 'bulk', '1', String(64 * 1024), String(SECONDS)], TS_ENV))
-  m.wsBulkMBps = bulk.bytes / bulk.seconds / 1e6
-  // Both directions cross the proxy: bytes tunnelled = 2 x the echoed bytes.
-  if (pid !== null) m.cpuSecPerGB = (cpuSeconds(pid) - cpuBefore) / (2 * bulk.bytes / 1e9)
-  return m
+function median (values: number[]): number {
+  const sorted = values.filter((v) => !Number.isNaN(v)).sort((a, b) => a - b)
+  if (sorted.length === 0) return NaN
+  const mid = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
 }
 
-/** Waits a second, then has a Node contender collect its garbage (nginx, whose worker is `pid`, has none). */
-async function settle (child: ChildProcess, pid: number): Promise<void> {
+// ---------------------------------------------------------------------------------------------------------------
+// The run.
+
+ensureNginx()
+const builds = [build(null), ...(args.compare === undefined ? [] : [build(args.compare)])]
+const profileFlags = (name: string): string[] => args.profile === undefined
+  ? []
+  // One folder per contender: the TypeScript loader's thread writes a profile of its own beside the main thread's.
+  : ['--cpu-prof', '--cpu-prof-dir', join(args.profile, name.replace(/[^\w.-]+/g, '_'))]
+const contenders: Contender[] = [
+  { name: 'direct', args: null, node: false, note: 'no proxy: the load generator talks to the upstream (the limit)' },
+  ...builds.map((b) => ({ name: b.label, args: ['bench/contenders/fastify-ws-proxy.ts', b.entry], node: true, note: `this plugin (compiled ${b.label === 'fastify-ws-proxy' ? 'working tree' : b.label.slice('fastify-ws-proxy@'.length)}), defaults: undici pool of 128 connections` })),
+  { name: 'nginx', args: ['bench/contenders/nginx.ts'], node: false, note: 'nginx (1 worker), WebSocket map config, upstream `keepalive 128`, `proxy_request_buffering off`' },
+  { name: '@fastify/http-proxy', args: ['bench/contenders/fastify-http-proxy.ts'], node: true, note: '@fastify/http-proxy 11 with `websocket: true`, defaults (reply-from over undici, WebSockets re-framed by `ws`)' },
+  { name: 'http-proxy', args: ['bench/contenders/http-proxy.ts'], node: true, note: 'node-http-proxy 1.18 (`web` + `ws`), keep-alive agent of 128 sockets' }
+]
+const ours = builds[0].label
+const old = builds[1]?.label
+
+const upstream = await startProcess(['bench/upstream.ts'])
+const started: Started[] = []
+const samples = new Map<string, Map<string, Sample[]>>() // cell id -> contender -> per round
+let idle = new Map<string, number[]>()
+try {
+  for (const contender of contenders) {
+    if (contender.args === null) {
+      started.push({ contender, port: upstream.port, pid: null, child: null })
+    } else {
+      const { child, port, pid } = await startProcess([...contender.args.slice(0, 1), String(upstream.port), ...contender.args.slice(1)],
+        contender.node ? profileFlags(contender.name) : [])
+      started.push({ contender, port, pid, child })
+    }
+  }
+  const trees = new Map(started.map((s) => [s.contender.name, s.pid === null ? null : processTree(s.pid)]))
+  const machine = `${os.cpus()[0]?.model ?? 'cpu'} (${os.cpus().length} cores), Node ${process.version}`
+  process.stderr.write(`${machine}: ${selected.length} cells x ${started.length} contenders x ${ROUNDS} rounds of ${SECONDS} s\n`)
+  // Warm-up, not measured: every contender's code paths compiled (a fresh Node process runs its first requests in
+  // the interpreter), every pool and buffer grown, before round 1.
+  for (const s of started) {
+    process.stderr.write(`warm-up: ${s.contender.name}\n`)
+    for (const workload of WARM_UP) {
+      const scheme = workload.kind.startsWith('ws') ? 'ws' : 'http'
+      await load({ url: `${scheme}://127.0.0.1:${s.port}${scheme === 'ws' ? '/warm' : ''}`, workload, seconds: 1 }, null)
+    }
+  }
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const cell of selected) {
+      process.stderr.write(`round ${round + 1}/${ROUNDS}: ${cell.id}\n`)
+      const byContender = samples.get(cell.id) ?? new Map<string, Sample[]>()
+      samples.set(cell.id, byContender)
+      for (let k = 0; k < started.length; k++) {
+        const s = started[(k + round) % started.length]
+        const scheme = cell.workload.kind.startsWith('ws') ? 'ws' : 'http'
+        const url = `${scheme}://127.0.0.1:${s.port}${scheme === 'ws' ? cell.path : ''}`
+        const measured = await load({ url, workload: cell.workload, seconds: SECONDS }, trees.get(s.contender.name) ?? null)
+        const list = byContender.get(s.contender.name) ?? []
+        list.push(sample(cell, measured, s.pid !== null))
+        byContender.set(s.contender.name, list)
+      }
+    }
+  }
+  if (only === null) idle = await idleMemory(contenders.filter((c) => c.args !== null), quick ? 1 : 3)
+} finally {
+  loader.disconnect()
+  upstream.child.kill()
+  for (const { child } of started) child?.kill()
+}
+
+/**
+ * RSS growth per idle tunnel, on a fresh process of each contender (no warm-up: every contender starts alike):
+ * `IDLE_TUNNELS` ws clients connect and stay silent; Node contenders collect their garbage before each reading.
+ */
+async function idleMemory (list: Contender[], rounds: number): Promise<Map<string, number[]>> {
+  const perTunnel = new Map<string, number[]>()
+  for (let round = 0; round < rounds; round++) {
+    for (const contender of list) {
+      process.stderr.write(`idle tunnels ${round + 1}/${rounds}: ${contender.name}\n`)
+      const args = contender.args as string[]
+      const { child, port, pid } = await startProcess([args[0], String(upstream.port), ...args.slice(1)])
+      try {
+        const tree = processTree(pid)
+        await settle(child, contender.node)
+        const before = rssBytes(tree)
+        const holder = await holdIdle(port, IDLE_TUNNELS)
+        try {
+          await settle(child, contender.node)
+          const list = perTunnel.get(contender.name) ?? []
+          list.push((rssBytes(tree) - before) / IDLE_TUNNELS)
+          perTunnel.set(contender.name, list)
+        } finally {
+          holder.kill('SIGKILL')
+        }
+      } finally {
+        child.kill()
+      }
+    }
+  }
+  return perTunnel
+}
+
+/** Waits a second, then has a Node contender collect its garbage (gc-on-signal.ts). */
+async function settle (child: ChildProcess, node: boolean): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, 1000))
-  if (pid !== child.pid) return
+  if (!node) return
   const collected = new Promise<void>((resolve) => {
     const onData = (chunk: Buffer): void => {
       if (chunk.toString().includes('GC')) { child.stdout?.off('data', onData); resolve() }
@@ -124,37 +417,8 @@ async function settle (child: ChildProcess, pid: number): Promise<void> {
   await Promise.race([collected, new Promise((resolve) => setTimeout(resolve, 5000))])
 }
 
-/**
- * RSS growth per idle tunnel, measured on a fresh process of the contender (after the load phases a Node heap has
- * grown and may shrink while tunnels open, which made the figure meaningless), after a warm-up of 200 tunnels opened
- * and closed: `count` ws clients connect and stay silent.
- */
-async function idleTunnelMemory (contender: Contender, upstreamPort: number): Promise<number> {
-  const { child, port, pid } = await startProcess([contender.script as string, String(upstreamPort)])
-  try {
-    // A warm-up (as the soak does): the first tunnels compile code and grow pools once per process, whoever they are.
-    const warmUp = await holdIdle(port, WARM_UP_TUNNELS)
-    warmUp.kill('SIGKILL')
-    await new Promise((resolve) => setTimeout(resolve, 1000))
-    await settle(child, pid)
-    const before = rssBytes(pid)
-    const holder = await holdIdle(port, IDLE_TUNNELS)
-    try {
-      await settle(child, pid)
-      return (rssBytes(pid) - before) / IDLE_TUNNELS
-    } finally {
-      holder.kill('SIGKILL')
-    }
-  } finally {
-    child.kill()
-  }
-}
-
-const WARM_UP_TUNNELS = 200
-
-/** A process holding `count` idle WebSocket connections to `port`, once all are open. */
 async function holdIdle (port: number, count: number): Promise<ChildProcess> {
-  const holder = spawn(process.execPath, [...TS, 'bench/ws-idle.ts', `ws://127.0.0.1:${port}/idle`, String(count)], { cwd: root, env: TS_ENV, stdio: ['ignore', 'pipe', 'inherit'] })
+  const holder = spawn(process.execPath, [join(benchJs, 'ws-idle.js'), `ws://127.0.0.1:${port}/idle`, String(count)], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] })
   try {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('idle tunnels did not open in 60 s')), 60_000)
@@ -169,98 +433,74 @@ async function holdIdle (port: number, count: number): Promise<ChildProcess> {
   return holder
 }
 
-function median (values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = sorted.length >> 1
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+// ---------------------------------------------------------------------------------------------------------------
+// Report.
+
+const PEERS = ['@fastify/http-proxy', 'http-proxy']
+const names = started.map((s) => s.contender.name)
+const fmt = (v: number, digits = 0): string => Number.isNaN(v) ? 'n/a' : v.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
+const x = (v: number): string => Number.isNaN(v) ? 'n/a' : `${v.toFixed(2)}×`
+const UNIT: Record<Unit, [string, string, number]> = {
+  req: ['req/s', 'µs/req', 0],
+  rtt: ['round trips/s', 'µs/round trip', 1],
+  GB: ['MB/s', 'ms/GB', 0],
+  handshake: ['cycles/s', 'µs/cycle', 0]
+}
+/** Median over rounds of (ours / other) in the same round; `best`: the better Node peer in that round. */
+function ratio (byContender: Map<string, Sample[]>, other: string | 'best', key: 'rate' | 'cpu', a = ours): number {
+  const mine = byContender.get(a) ?? []
+  return median(mine.map((m, round) => {
+    const theirs = other === 'best'
+      ? PEERS.map((p) => byContender.get(p)?.[round]?.[key] ?? NaN).reduce((b, v) => key === 'rate' ? Math.max(b, v) : Math.min(b, v), key === 'rate' ? -Infinity : Infinity)
+      : byContender.get(other)?.[round]?.[key] ?? NaN
+    return m[key] / theirs
+  }))
 }
 
-const upstream = await startProcess(['bench/upstream.ts'])
-const started: Array<{ contender: Contender, port: number, child: ChildProcess | null, pid: number | null }> = []
-for (const contender of CONTENDERS) {
-  if (contender.script === null) {
-    started.push({ contender, port: upstream.port, child: null, pid: null })
-  } else {
-    const { child, port, pid } = await startProcess([contender.script, String(upstream.port)])
-    started.push({ contender, port, child, pid })
-  }
-}
-
-const samples = new Map<string, Metrics[]>()
-try {
-  for (let round = 1; round <= ROUNDS; round++) {
-    for (const { contender, port, pid } of started) {
-      process.stderr.write(`round ${round}/${ROUNDS}: ${contender.name}\n`)
-      const metrics = await measure(port, pid)
-      const list = samples.get(contender.name) ?? []
-      list.push(metrics)
-      samples.set(contender.name, list)
-    }
-  }
-  for (const { contender } of started) {
-    if (contender.script !== null) {
-      const perTunnel = await idleTunnelMemory(contender, upstream.port)
-      for (const m of samples.get(contender.name) ?? []) m.idleTunnelBytes = perTunnel
-    }
-  }
-} finally {
-  upstream.child.kill()
-  for (const { child } of started) child?.kill()
-}
-
-const results: Record<string, Metrics> = {}
-for (const [name, list] of samples) {
-  const keys = Object.keys(list[0])
-  results[name] = Object.fromEntries(keys.map((k) => [k, median(list.map((m) => m[k]))]))
-}
-
-const date = new Date().toISOString().slice(0, 10)
-const machine = `${os.cpus()[0]?.model ?? 'cpu'} (${os.cpus().length} cores), ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`
-mkdirSync(new URL('results/', import.meta.url), { recursive: true })
-writeFileSync(new URL(`results/${date}${quick ? '-quick' : ''}.json`, import.meta.url), JSON.stringify({ date, machine, quick, rounds: ROUNDS, seconds: SECONDS, results, samples: Object.fromEntries(samples) }, null, 2))
-
-const direct = results.direct
-const nginx = results.nginx as Metrics | undefined
-const fmt = (v: number | undefined, digits = 0): string => v === undefined || Number.isNaN(v) ? 'n/a' : v.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
-const rows = [
-  ['HTTP small GET, req/s (50 connections)', 'getRps', 0, true],
-  ['HTTP small GET, p50 / p99 latency ms', null, 0, false],
-  ['HTTP small GET, proxy CPU µs per request', 'getCpuUs', 0, false],
-  ['HTTP 1 MiB POST echo, MB/s (8 connections)', 'postMBps', 1, true],
-  ['WebSocket round trips/s (50 clients, 64 B)', 'wsRttPerSec', 0, true],
-  ['WebSocket bulk echo, MB/s each way (64 KiB messages)', 'wsBulkMBps', 1, true],
-  ['WebSocket handshakes/s (10 clients: connect, one echo, close)', 'wsHandshakesPerSec', 0, true],
-  ['proxy CPU seconds per GB tunnelled', 'cpuSecPerGB', 2, false],
-  [`proxy RSS per idle tunnel, KiB (${IDLE_TUNNELS} tunnels)`, 'idleTunnelBytes', 1, false]
-] as const
-const names = Object.keys(results)
-const table = [
-  `Measured ${date} on ${machine}; ${ROUNDS} interleaved rounds of ${SECONDS} s per metric, medians; ratios are to direct, then to nginx.${quick ? ' (quick mode)' : ''}`,
+const date = new Date().toISOString()
+const header = `| cell | figure | ${names.join(' | ')} | ours / best Node peer | ours / nginx |${old === undefined ? '' : ' old / new |'}`
+const lines = [
+  `Measured ${date.slice(0, 16).replace('T', ' ')} UTC on ${os.cpus()[0]?.model ?? 'cpu'} (${os.cpus().length} cores), Node ${process.version}: ` +
+    `${ROUNDS} interleaved rounds of ${SECONDS} s per cell, medians; ratios are medians of per-round ratios${quick ? ' (--quick)' : ''}. ` +
+    'CPU: utime+stime of the proxy\'s process tree over the measured window; bulk figures per GB echoed (each byte crosses the proxy twice).',
   '',
-  `| metric | ${names.join(' | ')} |`,
-  `|---|${names.map(() => '---:').join('|')}|`,
-  ...rows.map(([label, key, digits, withRatio]) => {
-    const cells = names.map((name) => {
-      const r = results[name]
-      if (key === null) return `${fmt(r.getP50, 0)} / ${fmt(r.getP99, 0)}`
-      const value = key === 'idleTunnelBytes' ? (r[key] === undefined ? undefined : r[key] / 1024) : r[key]
-      if (!withRatio || name === 'direct') return fmt(value, digits)
-      const toNginx = nginx === undefined || name === 'nginx' ? '' : `, ${(r[key] / nginx[key]).toFixed(2)}× nginx`
-      return `${fmt(value, digits)} (${(r[key] / direct[key]).toFixed(2)}×${toNginx})`
-    })
-    return `| ${label} | ${cells.join(' | ')} |`
-  }),
-  '',
-  ...CONTENDERS.map((c) => `- **${c.name}**: ${c.note}`)
-].join('\n')
+  header,
+  `|---|---|${names.map(() => '---:').join('|')}|---:|---:|${old === undefined ? '' : '---:|'}`
+]
+for (const cell of selected) {
+  const byContender = samples.get(cell.id) as Map<string, Sample[]>
+  const [rateUnit, cpuUnit, digits] = UNIT[cell.unit]
+  const errors = names.map((n) => (byContender.get(n) ?? []).reduce((sum, m) => sum + m.errors, 0))
+  const errorNote = errors.some((e) => e > 0) ? ` (errors: ${names.map((n, i) => `${n} ${errors[i]}`).filter((_, i) => errors[i] > 0).join(', ')})` : ''
+  for (const key of ['cpu', 'rate'] as const) {
+    const cellsText = names.map((n) => fmt(median((byContender.get(n) ?? []).map((m) => m[key])), key === 'rate' && cell.unit !== 'req' && cell.unit !== 'handshake' ? digits : 0))
+    const compare = old === undefined ? '' : ` ${key === 'cpu' ? x(ratio(byContender, ours, 'cpu', old)) : x(ratio(byContender, ours, 'rate', old))} |`
+    lines.push(`| ${key === 'cpu' ? cell.id + errorNote : ''} | ${key === 'cpu' ? `CPU ${cpuUnit}` : rateUnit} | ${cellsText.join(' | ')} | ${x(ratio(byContender, 'best', key))} | ${x(ratio(byContender, 'nginx', key))} |${compare}`)
+  }
+}
+if (idle.size > 0) {
+  const kib = names.map((n) => idle.has(n) ? fmt(median(idle.get(n) as number[]) / 1024, 1) : 'n/a')
+  const fhp = median(idle.get('@fastify/http-proxy') ?? [])
+  const ng = median(idle.get('nginx') ?? [])
+  const mine = median(idle.get(ours) ?? [])
+  const oldIdle = old === undefined ? '' : ` ${x(median(idle.get(old) ?? []) / mine)} |`
+  lines.push(`| idle tunnels, ${IDLE_TUNNELS} on a fresh process | KiB RSS per tunnel | ${kib.join(' | ')} | ${x(mine / fhp)} of @fastify/http-proxy | ${x(mine / ng)} |${oldIdle}`)
+}
+lines.push('', ...contenders.map((c) => `- **${c.name}**: ${c.note}`))
+if (old !== undefined) lines.push('', `old / new: ${old} over the working tree, per cell; CPU above 1.00× means the working tree is cheaper, rate below 1.00× means it is faster.`)
+const table = lines.join('\n')
 process.stdout.write(table + '\n')
 
-if (writeReadme) {
-  const file = new URL('../README.md', import.meta.url)
-  const readme = readFileSync(file, 'utf8')
-  const start = readme.indexOf('<!-- bench:start -->')
-  const end = readme.indexOf('<!-- bench:end -->')
-  if (start !== -1 && end !== -1) {
-    writeFileSync(file, `${readme.slice(0, start + '<!-- bench:start -->'.length)}\n${table}\n${readme.slice(end)}`)
-  }
-}
+mkdirSync(new URL('results/', import.meta.url), { recursive: true })
+const stem = `${date.slice(0, 19).replace(/:/g, '')}${quick ? '-quick' : ''}${old === undefined ? '' : '-compare'}`
+writeFileSync(new URL(`results/${stem}.json`, import.meta.url), JSON.stringify({
+  date,
+  quick,
+  rounds: ROUNDS,
+  seconds: SECONDS,
+  idleTunnels: IDLE_TUNNELS,
+  contenders,
+  samples: Object.fromEntries([...samples].map(([id, m]) => [id, Object.fromEntries(m)])),
+  idle: Object.fromEntries(idle)
+}, null, 2))
+writeFileSync(new URL(`results/${stem}.md`, import.meta.url), table + '\n')

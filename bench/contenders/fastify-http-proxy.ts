@@ -7,4 +7,6 @@ import type { AddressInfo } from 'node:net'
 const app = Fastify({ logger: false })
 await app.register(proxy, { upstream: `http://127.0.0.1:${process.argv[2]}`, websocket: true })
 await app.listen({ port: 0, host: '127.0.0.1' })
+// A clean exit on SIGTERM, so that `--cpu-prof` writes its profile.
+process.on('SIGTERM', () => process.exit(0))
 process.stdout.write(`READY ${(app.server.address() as AddressInfo).port}\n`)
