@@ -54,6 +54,18 @@ const FAILURES: Failure[] = [
     }
   },
   {
+    name: 'an upstream reset before responding',
+    code: 'FST_WS_PROXY_UPSTREAM_RESET',
+    status: 502,
+    text: 'The upstream closed the connection before responding',
+    detail: /127\.0\.0\.1:\d+/,
+    secrets: ['127.0.0.1', 'ECONNRESET', 'UND_ERR'],
+    options: async (t) => {
+      const upstream = await scriptedUpstream(t, ({ socket }) => { socket.resetAndDestroy() })
+      return { routes: [{ prefix: '/api/', upstream: `http://127.0.0.1:${portOf(upstream)}/` }] }
+    }
+  },
+  {
     name: 'a read timeout',
     code: 'FST_WS_PROXY_READ_TIMEOUT',
     status: 504,
