@@ -241,3 +241,22 @@ t.test('requests for paths the plugin does not proxy are left to the app', async
   t.equal(apiLike.status, 404, 'a path beside a prefix is not claimed')
   t.equal(upstream.arrivals.length, 0)
 })
+
+// Known gap (reported with the suite): the gate claims by prefix, before routing, so an app's own route nested under a
+// proxied prefix gets the proxy's refusals, though docs/security.md says requests for your own routes are left to
+// Fastify: `/api/own/a%2Fb` (a param with an encoded slash) → 400, 101 fields → 431, before the app's hooks.
+t.test('an app\'s own route nested under a proxied prefix is left to the app (TODO: known gap)', async (t) => {
+  const todo = { todo: 'the request gate claims by prefix without asking the router' }
+  const upstream = await recordingUpstream(t)
+  const gw = await guardedGateway(t, { routes: routes(upstream.origin) }, {
+    setup: (app) => {
+      app.get('/api/own/:id', async (request) => ({ id: (request.params as { id: string }).id }))
+    }
+  })
+  t.equal((await exchange(t, gw.port, head('/api/own/x', ['Connection: close']))).status, 200, 'the app\'s route answers')
+  const slash = await exchange(t, gw.port, head('/api/own/a%2Fb', ['Connection: close']))
+  t.equal(slash.status, 200, 'an encoded slash in the app\'s own param', todo)
+  const many = await exchange(t, gw.port, head('/api/own/x', ['Connection: close', ...fillers(120)]))
+  t.equal(many.status, 200, '120 fields on the app\'s own route', todo)
+  t.equal(upstream.arrivals.length, 0)
+})
