@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events'
+import { inspect } from 'node:util'
 import type { FastifyPluginCallback } from 'fastify'
 import fp from 'fastify-plugin'
 import { UploadSet } from './http/body.js'
@@ -48,8 +49,26 @@ export * from './errors.js'
 export type { TunnelCloseReason } from './upgrade/tunnel.js'
 export { wsProxyRewriteUrl } from './security/rewrite-url.js'
 
-/** Live state of the proxies registered in a Fastify context and its children; emits `tunnelOpen` and `tunnelClose`. */
+/** The names of the events of `fastify.wsProxy`. */
+export type WsProxyEventName = keyof WsProxyEvents
+/** A listener of `fastify.wsProxy`'s event `E`. */
+export type WsProxyListener<E extends WsProxyEventName> = (...args: WsProxyEvents[E]) => void
+
+/**
+ * Live state of the proxies of a Fastify context: the registration that created it (the first one in a context
+ * that could see no `wsProxy`) and every later registration in that context or below it. Emits `tunnelOpen` and
+ * `tunnelClose`. See docs/semantics.md, "app.wsProxy in nested contexts".
+ */
 export interface WsProxyState extends EventEmitter<WsProxyEvents> {
+  // The event methods are narrowed to the known names, so a misspelt one reads
+  // "'tunnelClos' is not assignable to parameter of type 'WsProxyEventName'".
+  on<E extends WsProxyEventName>(event: E, listener: WsProxyListener<E>): this
+  once<E extends WsProxyEventName>(event: E, listener: WsProxyListener<E>): this
+  off<E extends WsProxyEventName>(event: E, listener: WsProxyListener<E>): this
+  addListener<E extends WsProxyEventName>(event: E, listener: WsProxyListener<E>): this
+  removeListener<E extends WsProxyEventName>(event: E, listener: WsProxyListener<E>): this
+  prependListener<E extends WsProxyEventName>(event: E, listener: WsProxyListener<E>): this
+  prependOnceListener<E extends WsProxyEventName>(event: E, listener: WsProxyListener<E>): this
   /** Tunnels currently open. */
   readonly tunnels: number
   /** Connections currently open to upstreams in the keep-alive pools (tunnels not included). */
@@ -75,7 +94,10 @@ export interface UpstreamGroupInfo {
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** Totals over every fastify-ws-proxy registration in this context and its children, and tunnel events. */
+    /**
+     * Totals and tunnel events of fastify-ws-proxy: of the registration that created it and of every later one in
+     * its context or below (docs/semantics.md, "app.wsProxy in nested contexts").
+     */
     wsProxy: WsProxyState
   }
 }
@@ -115,6 +137,12 @@ class ProxyStateTotals extends EventEmitter<WsProxyEvents> implements WsProxySta
     this.draining = true
   }
 
+  /** console.log() and util.inspect() show the public state, not the registrations behind it. */
+  [inspect.custom] (): object {
+    const { tunnels, upstreamConnections, draining } = this
+    return Object.assign(Object.create(WsProxyStateView.prototype) as object, { tunnels, upstreamConnections, draining, routes: this.metrics().routes.length })
+  }
+
   * allGroups (): Generator<UpstreamGroup> {
     for (const registration of this.registrations) yield * registration.groups.values()
   }
@@ -134,6 +162,9 @@ class ProxyStateTotals extends EventEmitter<WsProxyEvents> implements WsProxySta
     return group
   }
 }
+
+/** The class name console.log() shows for `wsProxy`. */
+class WsProxyStateView {}
 
 function passThroughParser (_req: unknown, _payload: unknown, done: (err: null) => void): void {
   // Proxied bodies are never parsed: the handler streams `request.raw` to the upstream as it arrives.

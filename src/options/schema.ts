@@ -1,5 +1,5 @@
 import { TUNNEL_LOG_LEVELS } from '../telemetry/events.js'
-import { TlsSchema, UpstreamGroupSchema } from './upstream-schema.js'
+import { TlsSchema, UpstreamGroupSchema, type UpstreamGroupOptions } from './upstream-schema.js'
 import { Type, type Static, type TObject, type TOptional, type TInteger, type TArray, type TUnion, type TLiteral } from '@sinclair/typebox'
 
 // The schema is the single source of the options: TS types are derived from it, `register` and the CLI
@@ -287,14 +287,26 @@ export const PluginOptionsSchema = Type.Object({
   ...inheritable(true)
 }, { additionalProperties: false, description: 'Options of `fastify.register(wsProxyPlugin, options)`.' })
 
+// The types a user meets in tsc's messages are named interfaces (not aliases, which tsc spells out key by key):
+// a misspelt key then reads "'tmeouts' does not exist in type 'WsProxyOptions'".
 /** One proxied route (a nginx `location` with `proxy_pass`). */
-export type RouteOptions = Static<typeof RouteSchema>
+export interface RouteOptions extends Static<typeof RouteSchema> {
+  /** Path prefix the route matches, as an nginx prefix `location` (`/chat/` matches `/chat/` and below). */
+  prefix: string
+  /** nginx `proxy_pass`: an upstream URL (`http://host:port[/path]`), a unix socket or a group (`http://name`). */
+  upstream: string
+}
 /** Timeouts in milliseconds. */
 export type TimeoutOptions = NonNullable<RouteOptions['timeouts']>
 /** Upstream keep-alive pool settings. */
 export type PoolOptions = Static<typeof PoolSchema>
-/** The plugin's options. */
-export type WsProxyOptions = Static<typeof PluginOptionsSchema>
+/** The plugin's options: `fastify.register(wsProxyPlugin, options)`. See docs/options.md. */
+export interface WsProxyOptions extends Omit<Static<typeof PluginOptionsSchema>, 'routes' | 'upstreams'> {
+  /** The proxied locations. Use this, or the single-route shorthand `upstream` (+ `rewritePrefix`). */
+  routes?: RouteOptions[]
+  /** nginx `upstream` groups: name → group. A route names one as `http://name` (+ optional path). */
+  upstreams?: Record<string, UpstreamGroupOptions>
+}
 /** Request header rules (nginx `proxy_set_header`). */
 export type RequestHeaderOptions = Static<typeof RequestHeadersSchema>
 /** Response header rules (nginx `proxy_hide_header`, `add_header`). */

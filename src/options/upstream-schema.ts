@@ -110,7 +110,10 @@ export const UpstreamGroupSchema = Type.Object({
 }, { additionalProperties: false, description: 'One group (nginx `upstream name { ... }`), named by routes as `http://name` or `https://name`.' })
 
 /** One server of an upstream group. */
-export type ServerOptions = Static<typeof ServerSchema>
+export interface ServerOptions extends Static<typeof ServerSchema> {
+  /** `http://host:port`, `https://host:port` or a unix socket (`http://unix:/path:`), without a path. */
+  url: string
+}
 /** TLS settings for `https:` upstreams. */
 export type TlsOptions = Static<typeof TlsSchema>
 /** Active health checks of a group. */
@@ -119,8 +122,11 @@ export type HealthCheckOptions = Static<typeof HealthCheckSchema>
 export type NextUpstreamOptions = Static<typeof NextUpstreamSchema>
 /** DNS re-resolution of a group's server names. */
 export type ResolveOptions = Static<typeof ResolveSchema>
-/** An upstream group. */
-export type UpstreamGroupOptions = Static<typeof UpstreamGroupSchema>
+/** An upstream group (nginx `upstream name { ... }`). */
+export interface UpstreamGroupOptions extends Omit<Static<typeof UpstreamGroupSchema>, 'servers'> {
+  /** The group's servers. */
+  servers: ServerOptions[]
+}
 /** How a group picks a server. */
 export type BalanceMethod = typeof BALANCE_METHODS[number]
 /** A failed attempt, in nginx `proxy_next_upstream` words. */
