@@ -6,6 +6,7 @@ import t, { type Test } from 'tap'
 import Fastify, { type FastifyServerOptions } from 'fastify'
 import wsProxyPlugin, { wsProxyRewriteUrl } from '../../src/index.js'
 import { values } from '../helpers/clients.js'
+import { logCapture } from '../helpers/servers.js'
 import { errorOf, exchange, fillers, guardedGateway, head, recordingUpstream, upgrade, type GuardOptions, type RawAnswer } from './support.js'
 
 /** The routes of these tests: one with a URI, one without. */
@@ -134,6 +135,21 @@ for (const kind of ['http', 'upgrade'] as const) {
   })
 }
 
+t.test('refusals before routing are logged at info with their error, for requests and upgrades', async (t) => {
+  const upstream = await recordingUpstream(t)
+  const logs = logCapture()
+  const gw = await guardedGateway(t, { routes: routes(upstream.origin) }, { fastify: { logger: { level: 'info', stream: logs.stream } } })
+  await exchange(t, gw.port, request('http', ['Host: b'], { host: 'a' }), { waitClose: true })
+  await exchange(t, gw.port, request('upgrade', fillers(100)), { waitClose: true })
+  const plain = logs.records.filter((r) => r.msg === 'request refused before routing')
+  const upgrades = logs.records.filter((r) => r.msg === 'upgrade refused before routing')
+  t.equal(plain.length, 1)
+  t.equal(plain[0].level, 30)
+  t.match(plain[0], { err: { code: 'FST_WS_PROXY_BAD_HOST' }, method: 'GET', client: '127.0.0.1' })
+  t.equal(upgrades.length, 1)
+  t.match(upgrades[0], { level: 30, err: { code: 'FST_WS_PROXY_TOO_MANY_HEADERS' }, method: 'GET', client: '127.0.0.1' })
+})
+
 t.test('Node itself refuses an HTTP/1.1 request without Host by default (the gate never sees it)', async (t) => {
   const { upstream, gw } = await setup(t)
   const answer = await exchange(t, gw.port, head('/api/x', [], { host: null }), { waitClose: true })
@@ -203,6 +219,9 @@ t.test('inject(): the route handler itself refuses what the gate would have (aft
     const host = await app.inject({ url: '/api/x', headers: { host: 'evil example' } })
     t.equal(host.statusCode, 400)
     t.equal(host.json().message, 'Invalid Host header: not a valid host[:port]')
+    const twice = await app.inject({ url: '/api/x', headers: { authorization: ['Bearer a', 'Bearer b'] } })
+    t.equal(twice.statusCode, 400)
+    t.equal(twice.json().code, 'FST_WS_PROXY_DUPLICATE_HEADER')
     const encoded = await app.inject({ url: '/api/..%2fadmin' })
     t.equal(encoded.statusCode, 400)
     t.equal(encoded.json().message, 'Request target refused: encoded slash or backslash')
@@ -214,7 +233,7 @@ t.test('inject(): the route handler itself refuses what the gate would have (aft
       t.equal(escaped.statusCode, 400)
       t.equal(escaped.json().message, 'Request target refused: not in canonical form (see wsProxyRewriteUrl)')
     }
-    t.equal(hooks, 4, 'inject() requests go through the hooks first')
+    t.equal(hooks, 5, 'inject() requests go through the hooks first')
   }
   t.equal(upstream.arrivals.length, 1)
 })
