@@ -219,7 +219,7 @@ t.test('inject(): the route handler itself refuses what the gate would have (aft
     const host = await app.inject({ url: '/api/x', headers: { host: 'evil example' } })
     t.equal(host.statusCode, 400)
     t.equal(host.json().message, 'Invalid Host header: not a valid host[:port]')
-    const twice = await app.inject({ url: '/api/x', headers: { authorization: ['Bearer a', 'Bearer b'] } })
+    const twice = await app.inject({ url: '/api/x', headers: { authorization: ['Bearer a', 'Bearer b'] as unknown as string } })
     t.equal(twice.statusCode, 400)
     t.equal(twice.json().code, 'FST_WS_PROXY_DUPLICATE_HEADER')
     const encoded = await app.inject({ url: '/api/..%2fadmin' })
