@@ -118,6 +118,12 @@ export class RouteProxy implements ExchangeRoute {
         return
       }
     }
+    // Prefixes match case-sensitively, as nginx locations do, whatever Fastify's `caseSensitive`: mapping `/API/x`
+    // by the length of `/api/` would send the upstream a path no hook checking `/api/...` ever saw.
+    if (!url.startsWith(this.fullPrefix)) {
+      reply.callNotFound()
+      return
+    }
     // Checked by the request gate before routing, unless the request came another way (`inject()`).
     if ((req as { [kHeadChecked]?: boolean })[kHeadChecked] !== true) {
       const head = headRefusal(req, effectiveHeaderCap(this.headerFields, (req.socket as { server?: Server }).server?.maxHeadersCount))

@@ -14,6 +14,7 @@ import type { VarContext } from '../vars/context.js'
 import type { AttemptFailure } from '../options/upstream-schema.js'
 import type { BodyOwner, RequestBody, UploadSet } from './body.js'
 import { attemptFailure, publicError, upstreamError } from './error-map.js'
+import { wasOffered } from '../security/upgrade-protocols.js'
 import type { UpstreamGroup } from '../upstream/group.js'
 import type { PoolSpec, UpstreamServer } from '../upstream/server.js'
 
@@ -235,6 +236,14 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
       socket.destroy()
       return
     }
+    // RFC 9110 §7.8: a server must not switch to a protocol the client did not offer. Tunnelling one anyway would
+    // pass upgradeProtocols (an h2c tunnel answering `Upgrade: foo`): garbage, as any other invalid answer.
+    const protocol = upgradeProtocol(raw)
+    if (!wasOffered(this.options.upgrade as string, protocol)) {
+      socket.destroy()
+      this.onError(new FST_WS_PROXY_BAD_RESPONSE(this.server.label, 'switched to a protocol the client did not offer'))
+      return
+    }
     const res = this.res
     const client = this.request.raw.socket
     const route = this.route
@@ -263,7 +272,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
     route.stats.answered(101)
     // The tunnel holds the slot from here on; the set gives it back when the tunnel closes.
     this.slotHolder = null
-    const tunnel = new Tunnel(client, socket, route, server, this.request.ip, upgradeProtocol(raw), this.request.log, route.tunnels)
+    const tunnel = new Tunnel(client, socket, route, server, this.request.ip, protocol, this.request.log, route.tunnels)
     tunnel.start(takeOverClientSocket(client))
     route.tunnels.add(tunnel)
     this.request.log.debug({ upstream: server.label }, 'tunnel opened')

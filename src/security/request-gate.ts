@@ -58,9 +58,9 @@ export class RequestGate {
 
   /** The claim covering a request, by its target's canonical path (best effort for a refused target). */
   claimFor (url: string): GateClaim | null {
-    const path = claimedPath(url)
+    const target = claimedPath(url)
     for (const claim of this.#claims) {
-      if (claim.exact ? path === claim.path : path.startsWith(claim.path)) return claim
+      if (claim.exact ? isPath(target, claim.path) : target.startsWith(claim.path)) return claim
     }
     return null
   }
@@ -136,10 +136,17 @@ function destroyOnError (this: Socket): void {
 
 const ABSOLUTE_PREFIX = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/
 
-/** The path a target names once canonical; for a refused one, its path with slashes merged (to find its route). */
+/** Whether a canonical target (maybe with a query) names exactly `path`. */
+function isPath (target: string, path: string): boolean {
+  return target.startsWith(path) && (target.length === path.length || target.charCodeAt(path.length) === 63 /* ? */)
+}
+
+/**
+ * The target once canonical (its query kept: prefixes never contain `?`); for a refused one, its path with slashes
+ * merged, to find its route. The common case returns the target itself, allocating nothing.
+ */
 export function claimedPath (url: string): string {
-  const query = url.indexOf('?')
-  if (looksCanonical(url)) return query === -1 ? url : url.slice(0, query)
+  if (looksCanonical(url)) return url
   const target = canonicalTarget(url)
   if (typeof target !== 'string') {
     const end = target.target.indexOf('?')

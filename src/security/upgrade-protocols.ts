@@ -27,3 +27,16 @@ export class UpgradeProtocols {
     return true
   }
 }
+
+/** Whether every protocol a 101 names (its `Upgrade`) is among those the request offered, by name, ignoring case. */
+export function wasOffered (offered: string, answered: string): boolean {
+  const names = new Set(offered.split(',').map(protocolName))
+  for (const protocol of answered.split(',')) {
+    if (!names.has(protocolName(protocol))) return false
+  }
+  return true
+}
+
+function protocolName (protocol: string): string {
+  return protocol.trim().toLowerCase().split('/', 1)[0]
+}

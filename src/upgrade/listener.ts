@@ -35,9 +35,10 @@ export class UpgradeRouter {
     this.#claims.push(...claims)
   }
 
-  claims (path: string): boolean {
+  /** Whether a target, as `claimedPath` gives it (maybe with its query), is under a claim. */
+  claims (target: string): boolean {
     for (const claim of this.#claims) {
-      if (claim.exact ? path === claim.path : path.startsWith(claim.path)) return true
+      if (claim.exact ? target === claim.path || target.startsWith(claim.path + '?') : target.startsWith(claim.path)) return true
     }
     return false
   }
