@@ -169,13 +169,15 @@ t.test('claimFor: prefixes and exact paths', async (t) => {
   t.equal(gate.claimFor('/api?x')?.headerCap, 20)
   t.equal(gate.claimFor('http://h/api')?.headerCap, 20)
   t.equal(gate.claimFor('/apix'), null)
+  t.equal(gate.claimFor('/api#x')?.headerCap, 20, 'exact, once canonical')
   t.equal(gate.claimFor('/api/../x'), null, 'by the canonical path')
   gate.close()
 })
 
-t.test('claimedPath: the canonical path, or a best effort for a refused target', async (t) => {
+t.test('claimedPath: the target itself when canonical, the canonical path, or a best effort for a refused target', async (t) => {
   const cases: Array<[string, string]> = [
-    ['/api/x?q=1', '/api/x'],
+    // The common case allocates nothing: prefixes never contain `?`, so the query can stay.
+    ['/api/x?q=1', '/api/x?q=1'],
     ['/api/x', '/api/x'],
     ['//api//x?y', '/api/x'],
     ['/a/../api/x#f', '/api/x'],
