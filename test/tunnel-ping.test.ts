@@ -182,8 +182,10 @@ t.test('a ping waits for a frame boundary: injected between the messages of a ba
   t.same(intact, Array(COUNT).fill(true), 'every message intact')
   t.same(errors, [], 'no protocol error at the client')
   t.equal(ws.readyState, ws.OPEN)
-  const firstPing = order.indexOf('ping')
-  t.ok(firstPing > 0 && firstPing < order.lastIndexOf('message'), `the first ping came between two messages: ${order.join(' ')}`)
+  // On a loaded machine the first ping may go out before the flood starts (on a boundary too): what matters is that
+  // pings land between messages of the backed-up flood.
+  const between = order.findIndex((e, i) => e === 'ping' && i > order.indexOf('message') && i < order.lastIndexOf('message'))
+  t.ok(between > 0, `a ping came between two messages: ${order.join(' ')}`)
   t.equal(sides[0].pongs.length, 0, 'the client\'s pongs went no further than the gateway')
 })
 

@@ -5,7 +5,8 @@ import { randomBytes } from 'node:crypto'
 const CLOSE = 0x8
 const PING = 0x9
 const PONG = 0xa
-const KNOWN_OPCODES = new Set([0x0, 0x1, 0x2, CLOSE, PING, PONG])
+// As a bit mask (bit n: opcode n), tested once per frame header.
+const KNOWN_OPCODES = (1 << 0x0) | (1 << 0x1) | (1 << 0x2) | (1 << CLOSE) | (1 << PING) | (1 << PONG)
 
 /** What a frame stream reports to its tunnel. */
 export interface FrameEvents {
@@ -33,8 +34,11 @@ export class FrameStream {
   /** Payload bytes of the current frame not seen yet. */
   remaining = 0
   opcode = 0
-  /** A header split across chunks is gathered here. */
-  readonly header = Buffer.alloc(14)
+  /**
+   * A header split across chunks is gathered here. From Node's shared pool (two per tunnel): a buffer of its own
+   * would cost each idle tunnel two ArrayBuffers with their backing stores.
+   */
+  readonly header = Buffer.allocUnsafe(14)
   headerLength = 0
   /** The split header's first bytes were forwarded already (by `track`): its frame must go on whole. */
   headerForwarded = false
@@ -132,7 +136,7 @@ function parseHeader (s: FrameStream, buf: Buffer, at: number): void {
     length = high * 0x100000000 + buf.readUInt32BE(at + 6)
   }
   // Control frames are never fragmented and carry at most 125 bytes (RFC 6455 §5.5).
-  if (!KNOWN_OPCODES.has(opcode) || (opcode >= CLOSE && (length > 125 || (b0 & 0x80) === 0))) return lose(s)
+  if (((KNOWN_OPCODES >> opcode) & 1) === 0 || (opcode >= CLOSE && (length > 125 || (b0 & 0x80) === 0))) return lose(s)
   s.opcode = opcode
   s.remaining = length
   if (opcode === CLOSE) s.sentClose = true

@@ -128,12 +128,8 @@ export class Tunnel implements FrameEvents {
     upstream.allowHalfOpen = true
     client.on('data', clientOnData)
     upstream.on('data', upstreamOnData)
-    for (const socket of [client, upstream]) {
-      socket.on('drain', socketOnDrain)
-      socket.on('end', socketOnEnd)
-      socket.on('error', socketOnError)
-      socket.on('close', socketOnClose)
-    }
+    listen(client)
+    listen(upstream)
     if (clientHead.length > 0) clientOnData.call(client, clientHead)
     client.resume()
     upstream.resume()
@@ -232,6 +228,13 @@ export class Tunnel implements FrameEvents {
   socketClosed (): void {
     if (--this.#open === 0) this.#owner.tunnelClosed(this)
   }
+}
+
+function listen (socket: TunnelSocket): void {
+  socket.on('drain', socketOnDrain)
+  socket.on('end', socketOnEnd)
+  socket.on('error', socketOnError)
+  socket.on('close', socketOnClose)
 }
 
 function clientOnData (this: TunnelSocket, chunk: Buffer): void {
