@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick] [-- --compare <git-ref>] [-- --only <regex>] [-- --rounds N] [-- --seconds S] [-- --profile <dir>]`
+// `npm run bench [-- --quick] [-- --compare <git-ref>] [-- --only <regex>] [-- --rounds N] [-- --seconds S] [-- --profile <dir>] [-- --no-docs]`
 //
 // The side-by-side benchmark. Every piece is its own process on 127.0.0.1: the upstream (HTTP + `ws` echo), each
 // contender proxying to it (direct = no proxy, this plugin, nginx, @fastify/http-proxy, http-proxy), and one load
@@ -10,7 +10,9 @@
 // what else runs on the cores. Ratios are medians of per-round ratios (same round, same cell).
 //
 // --compare <ref> builds <ref> in a temporary worktree and runs it as one more contender, then prints CPU ratios
-// old/new per cell: the regression check before merging. Results: bench/results/<date>[-quick].{json,md}.
+// old/new per cell: the regression check before merging. --profile <dir> runs the Node contenders under --cpu-prof
+// (one folder each; pair it with --only). Results: bench/results/<date>[-quick].{json,md}; a whole sweep also
+// replaces the table in docs/benchmarks.md.
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
@@ -27,7 +29,8 @@ const { values: args } = parseArgs({
     only: { type: 'string' },
     rounds: { type: 'string' },
     seconds: { type: 'string' },
-    profile: { type: 'string' }
+    profile: { type: 'string' },
+    'no-docs': { type: 'boolean', default: false }
   }
 })
 const quick = args.quick as boolean
@@ -504,3 +507,12 @@ writeFileSync(new URL(`results/${stem}.json`, import.meta.url), JSON.stringify({
   idle: Object.fromEntries(idle)
 }, null, 2))
 writeFileSync(new URL(`results/${stem}.md`, import.meta.url), table + '\n')
+
+// A whole sweep (not --only, not --compare) replaces the table in docs/benchmarks.md, unless --no-docs.
+if (only === null && old === undefined && args['no-docs'] !== true) {
+  const file = new URL('../docs/benchmarks.md', import.meta.url)
+  const doc = readFileSync(file, 'utf8')
+  const start = doc.indexOf('<!-- bench:start -->')
+  const end = doc.indexOf('<!-- bench:end -->')
+  if (start !== -1 && end !== -1) writeFileSync(file, `${doc.slice(0, start + '<!-- bench:start -->'.length)}\n${table}\n${doc.slice(end)}`)
+}
