@@ -19,7 +19,7 @@ const GatewayConfigSchema = Type.Object({
   server: Type.Optional(Type.Object({
     maxHeaderSize: Type.Optional(Type.Integer({ minimum: 1024, default: 16_384, description: 'nginx `large_client_header_buffers`: most bytes of a client request head; beyond it Node answers 431. Default 16384.' })),
     headersTimeout: Type.Optional(Type.Integer({ minimum: 1, default: 60_000, description: 'nginx `client_header_timeout`: milliseconds a client has to send its whole request head; then Node answers 408 (slowloris). Default 60000.' }))
-  }, { additionalProperties: false, default: {}, description: 'Client-side limits of the gateway\'s HTTP server (Node server options, see "Limits").' })),
+  }, { additionalProperties: false, default: {}, description: 'Client-side limits of the gateway\'s HTTP server (Node server options; docs/semantics.md, "Limits").' })),
   pidFile: Type.Optional(Type.String({ minLength: 1, description: 'nginx `pid`: the primary process writes its pid here; `--reload` signals it. Default: none.' })),
   logLevel: Type.Optional(Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), {
     default: 'info', description: 'Fastify (pino) log level. Default info.'

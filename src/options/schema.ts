@@ -3,7 +3,7 @@ import { TlsSchema, UpstreamGroupSchema, type UpstreamGroupOptions } from './ups
 import { Type, type Static, type TObject, type TOptional, type TInteger, type TArray, type TUnion, type TLiteral } from '@sinclair/typebox'
 
 // The schema is the single source of the options: TS types are derived from it, `register` and the CLI
-// validate with it, and the README's options reference is written from its descriptions.
+// validate with it, and docs/options.md is written from its descriptions (npm run docs).
 
 /**
  * Every method Node 20's parser accepts (`http.METHODS`), except CONNECT, which Node hands to a separate
@@ -105,7 +105,7 @@ export const PluginLimitsSchema = Type.Object({
     description: 'Most header fields in a client request for a proxied path; beyond it the request gets 431 before any hook ' +
       'runs. Node\'s own `maxHeadersCount` (1000 fields unless set) caps it, since hooks could not see fields past it. Default 100.'
   }))
-}, { additionalProperties: false, default: {}, description: 'Limits. Client request heads are limited by Node\'s server options (see "Limits").' })
+}, { additionalProperties: false, default: {}, description: 'Limits. Client request heads are limited by Node\'s server options (docs/semantics.md, "Limits").' })
 
 const headerName = Type.String({ minLength: 1 })
 const templates = (description: string) => Type.Optional(Type.Record(Type.String(), Type.String(), { description }))
@@ -115,7 +115,7 @@ const names = (description: string) => Type.Optional(Type.Array(headerName, { un
 
 export const RequestHeadersSchema = Type.Object({
   set: templates('nginx `proxy_set_header`: header name → template. Replaces the client\'s value; a value that evaluates ' +
-    'to `""` is not sent. `Host`, `Connection` and `Upgrade` may be set (see "Header templates").'),
+    'to `""` is not sent. `Host`, `Connection` and `Upgrade` may be set (docs/semantics.md, "Header templates").'),
   add: templateLists('Header name → template (or list of templates) appended after the client\'s values; empty results are not sent.'),
   remove: names('Headers not forwarded upstream.')
 }, { additionalProperties: false, description: 'Request header rules. A route\'s rules override the plugin\'s per header name.' })
@@ -199,6 +199,16 @@ export const RouteSchema = Type.Object({
   upgradeUpstream: Type.Optional(upgradeUpstream),
   rewritePrefix: Type.Optional(rewritePrefix(ROUTE_REWRITE)),
   limits: Type.Optional(RouteLimitsSchema),
+  host: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { minItems: 1, uniqueItems: true })], {
+    description: 'nginx `server_name`: the hosts this route serves, a name or a list: exact names (any case, port ignored), ' +
+      '`*.example.com` (every subdomain, any depth), `.example.com` (that and `example.com`), `~regex`. A request\'s `Host` picks ' +
+      'one name (exact, then the longest wildcard, then regexes in route order); then the routes listing it compete on the path. ' +
+      'A Host no route names is served by the routes without `host`, else 404. Default: every host.'
+  })),
+  config: Type.Optional(Type.Record(Type.String(), Type.Unknown(), {
+    description: 'The Fastify route\'s `config` (`request.routeOptions.config` in hooks), for per-route plugin settings such as ' +
+      '@fastify/rate-limit\'s `rateLimit`; applies to the route\'s upgrades too.'
+  })),
   ...inheritable(false)
 }, { additionalProperties: false, description: 'One proxied location.' })
 

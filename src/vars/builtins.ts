@@ -8,7 +8,7 @@ export type Expr = (c: VarContext) => string
 
 const HOSTNAME = hostname()
 
-// nginx's built-in variables, with nginx's meaning. The README lists them from `VARIABLE_DOCS`.
+// nginx's built-in variables, with nginx's meaning. docs/options.md lists them from `VARIABLE_DOCS`.
 const BUILTINS: Record<string, Expr> = {
   host: (c) => hostOf(c.req.headers.host),
   hostname: () => HOSTNAME,
@@ -41,7 +41,7 @@ const RESPONSE_BUILTINS: Record<string, Expr> = {
   upstream_addr: (c) => c.upstreamAddr
 }
 
-/** One line per variable, for the README's variables reference (a test keeps it in step with the code). */
+/** One line per variable, for the variables reference in docs/options.md (a test keeps it in step with the code). */
 export const VARIABLE_DOCS: ReadonlyArray<readonly [string, string]> = [
   ['$http_<name>', 'request header `<name>` (case-insensitive, `_` for `-`); repeated headers joined with `, ` (`; ` for Cookie)'],
   ['$arg_<name>', 'query argument `<name>` (first occurrence, case-insensitive name, value as sent, not decoded)'],
