@@ -11,6 +11,7 @@ import { publicError } from './http/error-map.js'
 import { effectiveHeaderCap, headRefusal } from './security/request-head.js'
 import { looksCanonical, targetRefusal } from './security/target.js'
 import { kHeadChecked } from './symbols.js'
+import { HOST_CONSTRAINT, HostTable, hostStrategy } from './routing/hosts.js'
 import { RouteStats } from './telemetry/stats.js'
 import { RouteTunnels, type TunnelLimits } from './upgrade/limits.js'
 import { VarContext } from './vars/context.js'
@@ -238,6 +239,20 @@ function instancePrefix (instance: FastifyInstance): string {
 
 const kProxyHandler = 'fastifyWsProxyHandler'
 
+const hostTables = new WeakMap<object, HostTable>()
+
+/** The host names of every registration on one server, behind the router's host strategy (added once). */
+function hostTableFor (instance: FastifyInstance): HostTable {
+  let table = hostTables.get(instance.server)
+  if (table === undefined) {
+    table = new HostTable()
+    hostTables.set(instance.server, table)
+    // find-my-way's types say its stores hold handlers; what the router really keeps there is a bitmask per value.
+    instance.addConstraintStrategy(hostStrategy(table) as unknown as Parameters<FastifyInstance['addConstraintStrategy']>[0])
+  }
+  return table
+}
+
 /**
  * @fastify/websocket wraps every route's handler (a global onRoute hook) and, for an upgrade it routed,
  * accepts the WebSocket itself and closes it when the route is not one of its own. Hooks of a child context
@@ -274,6 +289,7 @@ export function registerRoutes (instance: FastifyInstance, routes: readonly Reso
   const supported = new Set(instance.supportedMethods)
   const claimed: UpgradeClaim[] = []
   const requests: UpgradeClaim[] = []
+  const hosts = routes.some((route) => route.hosts !== null) ? hostTableFor(instance) : null
   if (instance.hasDecorator('websocketServer')) instance.addHook('onRoute', keepProxyHandlers)
   for (const route of routes) {
     for (const method of route.methods) {
@@ -291,12 +307,18 @@ export function registerRoutes (instance: FastifyInstance, routes: readonly Reso
       // Only requests Node handed over as upgrades go to `upgradeUpstream`.
       ((request.raw as { upgrade?: boolean }).upgrade === true ? upgrades : proxy).handle(request, reply)
     }
+    let constraints: Record<string, string[]> | undefined
+    if (route.hosts !== null) {
+      for (const pattern of route.hosts) (hosts as HostTable).add(pattern)
+      constraints = { [HOST_CONSTRAINT]: route.hosts.map((pattern) => pattern.key) }
+    }
     instance.route({
       method: [...route.methods] as HTTPMethods[],
       url: route.prefix + '*',
       exposeHeadRoute: false,
+      constraints,
       // A plugin that declares its own config keys (@fastify/rate-limit's `rateLimit`) makes this key an excess property.
-      config: { [kProxyHandler]: handler } as FastifyContextConfig,
+      config: { ...route.config, [kProxyHandler]: handler } as FastifyContextConfig,
       handler
     })
     if (route.upgrade) claimed.push({ path: proxy.fullPrefix, exact: false })
@@ -309,6 +331,7 @@ export function registerRoutes (instance: FastifyInstance, routes: readonly Reso
         url: route.prefix === '/' ? '/' : route.prefix.slice(0, -1),
         prefixTrailingSlash: 'no-slash',
         exposeHeadRoute: false,
+        constraints,
         handler (request, reply) {
           const url = request.raw.url as string
           const query = url.indexOf('?')

@@ -7,6 +7,7 @@ import { MapRegistry } from '../vars/maps.js'
 import type { TunnelLogLevel } from '../telemetry/events.js'
 import { compileOrigins, type OriginAllowList } from '../upgrade/origins.js'
 import { UpgradeProtocols } from '../security/upgrade-protocols.js'
+import { compileHost, type HostPattern } from '../routing/hosts.js'
 import { resolveGroups, urlGroup, type ResolvedGroup } from './groups.js'
 import { parseUpstream } from './upstream-url.js'
 import { ProblemList } from './problems.js'
@@ -62,6 +63,10 @@ export interface ResolvedRoute {
   readonly upgradeProtocols: UpgradeProtocols
   /** The same route aimed at `upgradeUpstream`, for its upgrade requests; null when upgrades go to `upstream`. */
   readonly upgradeRoute: ResolvedRoute | null
+  /** The route's `host` names compiled (nginx `server_name`), or null: every host. */
+  readonly hosts: readonly HostPattern[] | null
+  /** The Fastify route's `config` (`routes[].config`), as given. */
+  readonly config: Readonly<Record<string, unknown>>
 }
 
 export interface ResolvedOptions {
@@ -111,6 +116,7 @@ export function resolveOptions (options: unknown): ResolvedOptions {
     delete (own.metrics as Record<string, unknown>).registry
   }
   const resolvers = setAsideResolvers(own)
+  const configs = setAsideRouteConfigs(own)
   // Checked before the copy: Value.Clone throws its own uncoded error on a function or a bigint (say a hook from
   // another proxy plugin's options), which the check reports as the bad option it is. Defaults are valid, so
   // checking before they are applied accepts and rejects the same options.
@@ -122,7 +128,26 @@ export function resolveOptions (options: unknown): ResolvedOptions {
   for (const [name, resolver] of resolvers) {
     ((copy as WsProxyOptions).upstreams?.[name].resolve as Record<string, unknown>).resolver = resolver
   }
+  for (const [i, config] of configs) ((copy as WsProxyOptions).routes as RouteOptions[])[i].config = config
   return buildResolved(copy as WsProxyOptions, registry)
+}
+
+/**
+ * The routes' `config` objects, taken out of a shallow copy of the options (like the registry): they belong to other
+ * plugins (a rate-limit `keyGenerator` is a function), so they are handed to Fastify as given, never copied.
+ */
+function setAsideRouteConfigs (own: Record<string, unknown>): Map<number, Record<string, unknown>> {
+  const configs = new Map<number, Record<string, unknown>>()
+  if (!Array.isArray(own.routes)) return configs
+  own.routes = own.routes.map((route: unknown, i) => {
+    if (route === null || typeof route !== 'object' || !('config' in route)) return route
+    const { config, ...rest } = route as Record<string, unknown>
+    if (config === undefined) return rest
+    if (config === null || typeof config !== 'object' || Array.isArray(config)) fail(`routes/${i}/config`, 'expected an object (the Fastify route config)')
+    configs.set(i, config as Record<string, unknown>)
+    return rest
+  })
+  return configs
 }
 
 /** The `resolve.resolver` functions of the groups, taken out of a shallow copy of the options (like the registry). */
@@ -187,9 +212,16 @@ function buildResolved (options: WsProxyOptions, registry: MetricsRegistry | nul
   const seen = new Map<string, number>()
   const resolved = routes.map((route, i) => {
     const at = base === '' ? '' : `${base}${i}/`
-    const previous = seen.get(route.prefix)
-    if (previous !== undefined) problems.problems.push({ path: `${at}prefix`, reason: `duplicate prefix ${JSON.stringify(route.prefix)} (also routes/${previous}/prefix)` })
-    seen.set(route.prefix, i)
+    // Routes may share a prefix on different hosts (nginx: the same location in two servers), not on one host.
+    for (const host of hostKeys(route.host)) {
+      const key = `${host} ${route.prefix}`
+      const previous = seen.get(key)
+      if (previous !== undefined) {
+        const where = host === '' ? '' : ` on host ${JSON.stringify(host)}`
+        problems.problems.push({ path: `${at}prefix`, reason: `duplicate prefix ${JSON.stringify(route.prefix)}${where} (also routes/${previous}/prefix)` })
+      }
+      seen.set(key, i)
+    }
     return problems.attempt(() => resolveRoute(route, at, plugin, maps, targets, origins)) as ResolvedRoute
   })
   problems.throwIfAny()
@@ -316,7 +348,9 @@ function resolveRoute (route: RouteOptions, at: string, plugin: Defaulted, maps:
     needsVars: rules.needsVars || group.hash?.constant === null,
     allowedOrigins: route.allowedOrigins === undefined ? origins : compileOrigins(route.allowedOrigins, `${at}allowedOrigins`),
     upgradeProtocols: new UpgradeProtocols(route.upgradeProtocols ?? plugin.upgradeProtocols ?? null),
-    upgradeRoute: null
+    upgradeRoute: null,
+    hosts: compileHosts(route.host, `${at}host`),
+    config: route.config ?? {}
   }
   if (route.upgradeUpstream === undefined) return Object.freeze(resolved)
   const target = targets.resolve(route.upgradeUpstream, `${at}upgradeUpstream`)
@@ -359,4 +393,20 @@ function resolveHeaderRules (route: RouteOptions, at: string, plugin: Defaulted,
   const written = [...(requestRules === null ? [] : [...requestRules.set, ...requestRules.add, requestRules.host, requestRules.connection, requestRules.upgrade]),
     ...responseRules.set, ...responseRules.add, ...cookieDomain, ...cookiePath, ...redirects.filter((rule) => rule !== 'default')]
   return { requestRules, responseRules, redirects, cookieDomain, cookiePath, needsVars: written.some((rule) => rule?.variable === true) }
+}
+
+/** The names a route's `host` lists, as its duplicate check compares them ('' for a route without `host`). */
+function hostKeys (host: string | string[] | undefined): string[] {
+  if (host === undefined) return ['']
+  return (typeof host === 'string' ? [host] : host).map((name) => name.startsWith('~') ? name : name.toLowerCase().replace(/\.$/, ''))
+}
+
+function compileHosts (host: string | string[] | undefined, at: string): readonly HostPattern[] | null {
+  if (host === undefined) return null
+  const names = typeof host === 'string' ? [host] : host
+  return Object.freeze(names.map((name, i) => {
+    const pattern = compileHost(name)
+    if (typeof pattern === 'string') fail(typeof host === 'string' ? at : `${at}/${i}`, pattern)
+    return pattern
+  }))
 }

@@ -1,0 +1,112 @@
+import type { IncomingMessage } from 'node:http'
+
+// nginx `server_name` for routes: a request's Host picks one name (exact first, then the longest leading wildcard,
+// then regular expressions in the order routes give them), and only the routes listing that name compete on the
+// path. Built on Fastify's router constraints, so hooks, 404 handlers and other plugins' routes work as usual.
+
+/** One `host` entry compiled: how it matches and the key routes listing it share. */
+export type HostPattern =
+  | { readonly kind: 'exact', readonly key: string, readonly name: string }
+  | { readonly kind: 'wildcard', readonly key: string, readonly suffix: string, readonly bare: string | null }
+  | { readonly kind: 'regex', readonly key: string, readonly re: RegExp }
+
+const LABELS = /^[a-z0-9_-]+(?:\.[a-z0-9_-]+)*$/
+
+/** Compiles one `host` entry, or returns why it is invalid. */
+export function compileHost (entry: string): HostPattern | string {
+  if (entry.startsWith('~')) {
+    try {
+      return { kind: 'regex', key: entry, re: new RegExp(entry.slice(1)) }
+    } catch (err) {
+      return `invalid regular expression: ${(err as Error).message}`
+    }
+  }
+  const name = entry.toLowerCase().replace(/\.$/, '')
+  // nginx: `*.example.com` is every subdomain at any depth; `.example.com` is that and `example.com` itself.
+  if (name.startsWith('*.') || name.startsWith('.')) {
+    const suffix = name.slice(name.indexOf('.'))
+    if (!LABELS.test(suffix.slice(1))) return 'expected a host name, `*.domain`, `.domain` or `~regex`'
+    return { kind: 'wildcard', key: name, suffix, bare: name.startsWith('.') ? suffix.slice(1) : null }
+  }
+  if (!LABELS.test(name)) return 'expected a host name, `*.domain`, `.domain` or `~regex`'
+  return { kind: 'exact', key: name, name }
+}
+
+/** Every host name of the routes of one server, and the choice of one for a request. */
+export class HostTable {
+  readonly #exact = new Map<string, string>()
+  // Longest suffix first: nginx prefers the longest matching wildcard.
+  #wildcards: Array<Extract<HostPattern, { kind: 'wildcard' }>> = []
+  readonly #regexes: Array<Extract<HostPattern, { kind: 'regex' }>> = []
+
+  add (pattern: HostPattern): void {
+    if (pattern.kind === 'exact') {
+      this.#exact.set(pattern.name, pattern.key)
+    } else if (pattern.kind === 'wildcard') {
+      if (this.#wildcards.some((known) => known.key === pattern.key)) return
+      this.#wildcards = [...this.#wildcards, pattern].sort((a, b) => b.suffix.length - a.suffix.length)
+    } else if (!this.#regexes.some((known) => known.key === pattern.key)) {
+      this.#regexes.push(pattern)
+    }
+  }
+
+  /** The key of the name a Host selects (nginx's precedence), or undefined when none does. */
+  select (host: string): string | undefined {
+    const exact = this.#exact.get(host)
+    if (exact !== undefined) return exact
+    for (const wildcard of this.#wildcards) {
+      if (host.endsWith(wildcard.suffix) || host === wildcard.bare) return wildcard.key
+    }
+    for (const regex of this.#regexes) {
+      if (regex.re.test(host)) return regex.key
+    }
+    return undefined
+  }
+}
+
+/** The Host of a request as nginx compares it: lower case, without port or trailing dot. */
+export function requestHost (req: IncomingMessage): string {
+  const header = req.headers.host ?? ''
+  const end = header.startsWith('[') ? header.indexOf(']') + 1 : header.indexOf(':')
+  const host = (end <= 0 ? header : header.slice(0, end)).toLowerCase()
+  return host.endsWith('.') ? host.slice(0, -1) : host
+}
+
+/**
+ * find-my-way's store for the constraint: a host key → the bitmask of the handlers (at one path) listing it. The
+ * router builds it by reading a route's value (its list of keys, never stored as such) and writing the handler's bit.
+ */
+class HostStore {
+  readonly #handlers = new Map<string, number>()
+
+  get (value: string | readonly string[]): number | undefined {
+    return typeof value === 'string' ? this.#handlers.get(value) : undefined
+  }
+
+  set (keys: readonly string[], handlers: number): void {
+    for (const key of keys) this.#handlers.set(key, (this.#handlers.get(key) ?? 0) | handlers)
+  }
+}
+
+/** The router constraint strategy (find-my-way) routes with `host` use, deciding by the server's host table. */
+export function hostStrategy (table: HostTable): {
+  name: string
+  mustMatchWhenDerived: boolean
+  storage: () => HostStore
+  deriveConstraint: (req: IncomingMessage) => string | undefined
+  validate: (value: unknown) => void
+} {
+  return {
+    name: HOST_CONSTRAINT,
+    // A Host that selects no name, or a name with no route for the path, may still be served by a route without `host`.
+    mustMatchWhenDerived: false,
+    storage: () => new HostStore(),
+    deriveConstraint: (req) => table.select(requestHost(req)),
+    validate (value) {
+      if (!Array.isArray(value)) throw new TypeError('fastify-ws-proxy host constraint: expected an array of host keys')
+    }
+  }
+}
+
+/** The constraint's name on the routes. */
+export const HOST_CONSTRAINT = 'fastifyWsProxyHost'
