@@ -18,6 +18,7 @@ import { HealthChecks } from './upstream/health.js'
 import { registerHealthRoutes, type ReadinessSource } from './lifecycle/health-endpoints.js'
 import type { ServerInfo } from './upstream/server.js'
 import { FST_WS_PROXY_UNKNOWN_GROUP } from './errors.js'
+import { didYouMean } from './options/suggest.js'
 import type { ResolvedGroup } from './options/groups.js'
 import { TunnelLimits } from './upgrade/limits.js'
 import { releaseUpgradeRouter, upgradeRouterFor } from './upgrade/listener.js'
@@ -158,7 +159,10 @@ class ProxyStateTotals extends EventEmitter<WsProxyEvents> implements WsProxySta
   group (name: string): UpstreamGroupApi {
     const groups = [...this.namedGroups()]
     const group = groups.find((g) => g.name === name)
-    if (group === undefined) throw new FST_WS_PROXY_UNKNOWN_GROUP(JSON.stringify(name), groups.map((g) => g.name).join(', ') || 'none')
+    if (group === undefined) {
+      const names = groups.map((g) => g.name)
+      throw new FST_WS_PROXY_UNKNOWN_GROUP(JSON.stringify(name), (names.join(', ') || 'none') + didYouMean(name, names))
+    }
     return group
   }
 }

@@ -191,6 +191,7 @@ t.test('introspection', async (t) => {
     t.type(err, TypeError)
     t.match(err.message, /"nope"/)
     t.match(err.message, /api, web/)
+    t.throws(() => app.wsProxy.group('wbe'), { message: 'No upstream group named "wbe" (groups: api, web; did you mean "web"?)' }, 'with the closest name')
     t.throws(() => app.wsProxy.group(a.url), { code: 'FST_WS_PROXY_UNKNOWN_GROUP' }, 'a single-URL route is no named group')
 
     const plain = await gateway(t, { routes: [{ prefix: '/', upstream: a.url }] })
