@@ -75,7 +75,7 @@ const [req, res] = await once(server, 'request') as [IncomingMessage, http.Serve
 const route = resolveOptions({ upstream: 'http://127.0.0.1:1', maps: MAPS, requestHeaders: RULES }).routes[0]
 const plain = resolveOptions({ upstream: 'http://127.0.0.1:1' }).routes[0]
 const context = { proxyHost: route.proxyHost }
-const compiled = (): string[] => buildRequestHeaders(route, req, new VarContext(req, 'req-1', context))
+const compiled = (): string[] => buildRequestHeaders(route, req, new VarContext(req, 'req-1', context, '127.0.0.1'))
 const interpreted = (): string[] => naive(req, 'req-1', route.proxyHost)
 
 const a = compiled().filter((_, i, all) => !/^x-forwarded-(proto|host)$/i.test(all[i - (i % 2)]))

@@ -48,7 +48,7 @@ function groupOf (c: Case, servers: number): UpstreamGroup {
 }
 
 // Requests as the key template reads them: 4,096 users, 4,096 client addresses.
-const contexts = Array.from({ length: KEYS }, (_, i) => new VarContext({ headers: { 'x-user': `user-${i * 7919}` }, url: '/' } as unknown as IncomingMessage, 'id', { proxyHost: 'api' }))
+const contexts = Array.from({ length: KEYS }, (_, i) => new VarContext({ headers: { 'x-user': `user-${i * 7919}` }, url: '/' } as unknown as IncomingMessage, 'id', { proxyHost: 'api' }, '127.0.0.1'))
 const ips = Array.from({ length: KEYS }, (_, i) => `10.${(i >> 8) & 255}.${i & 255}.${(i * 13) & 255}`)
 
 function nsPerPick (group: UpstreamGroup): number {

@@ -164,7 +164,7 @@ export class RouteProxy implements ExchangeRoute {
     // the request is not its WebSocket; the tunnel owns the socket now.
     if (upgrading && (request as { ws?: boolean }).ws === true) (request as { ws?: boolean }).ws = false
     const route = this.route
-    const vars = route.needsVars ? new VarContext(req, request.id, this) : null
+    const vars = route.needsVars ? new VarContext(req, request.id, this, request.ip) : null
     const group = this.group
     const hash = group.single === null ? group.keyHash(vars, request.ip) : 0
     const server = group.pick(hash, null)

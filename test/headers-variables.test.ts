@@ -6,7 +6,7 @@ import { VARIABLE_DOCS } from '../src/vars/builtins.js'
 
 // Every built-in variable, evaluated through a real gateway and read back from what an echo upstream received.
 
-const VARIABLES = ['host', 'hostname', 'remote_addr', 'remote_port', 'server_addr', 'server_port', 'scheme', 'request_method',
+const VARIABLES = ['host', 'hostname', 'remote_addr', 'realip_remote_addr', 'remote_port', 'server_addr', 'server_port', 'scheme', 'request_method',
   'request_uri', 'uri', 'args', 'query_string', 'is_args', 'request_id', 'content_length', 'content_type', 'proxy_host',
   'proxy_add_x_forwarded_for', 'connection_upgrade', 'http_x_custom_thing', 'http_user_agent', 'arg_token', 'arg_missing',
   'cookie_session', 'cookie_other']
@@ -35,7 +35,8 @@ t.test('each variable reaches the upstream with nginx\'s meaning', async (t) => 
   const v = (name: string): string | string[] | undefined => h[`x-v-${name.replaceAll('_', '-')}`]
   t.equal(v('host'), 'app.example', '$host: lowercase, no port')
   t.equal(v('hostname'), hostname())
-  t.equal(v('remote_addr'), '127.0.0.1')
+  t.equal(v('remote_addr'), '127.0.0.1', 'no trustProxy: the peer, whatever X-Forwarded-For says')
+  t.equal(v('realip_remote_addr'), '127.0.0.1')
   t.match(v('remote_port'), /^\d+$/)
   t.equal(v('server_addr'), '127.0.0.1')
   t.equal(v('server_port'), String(port))
@@ -137,4 +138,17 @@ t.test('captures that took no part in the match are empty', async (t) => {
   })
   t.equal(seenOf((await request(`${url}/bxyz`)).body).headers['x-parts'], '[|b||xyz]')
   t.equal(seenOf((await request(`${url}/ab`)).body).headers['x-parts'], '[a|b|a|]')
+})
+
+t.test('with Fastify\'s trustProxy, $remote_addr is the forwarded client (nginx realip) and $realip_remote_addr the peer', async (t) => {
+  const upstream = await httpUpstream(t)
+  const { url } = await gateway(t, {
+    upstream: origin(upstream),
+    requestHeaders: { set: { 'X-Client': '$remote_addr', 'X-Peer': '$realip_remote_addr' } }
+  }, { trustProxy: '127.0.0.1' })
+  const answer = await request(`${url}/x`, { headers: { 'x-forwarded-for': '198.51.100.7, 203.0.113.9' } })
+  const h = seenOf(answer.body).headers
+  t.equal(h['x-client'], '203.0.113.9', 'the address the trusted hop forwarded')
+  t.equal(h['x-peer'], '127.0.0.1')
+  t.equal(h['x-forwarded-for'], '198.51.100.7, 203.0.113.9, 127.0.0.1', 'X-Forwarded-For still appends the peer that connected')
 })

@@ -18,7 +18,14 @@ const GatewayConfigSchema = Type.Object({
   }, { additionalProperties: false, default: {}, description: 'Where the gateway listens; `--host`, `--port` and `PORT` override it.' })),
   server: Type.Optional(Type.Object({
     maxHeaderSize: Type.Optional(Type.Integer({ minimum: 1024, default: 16_384, description: 'nginx `large_client_header_buffers`: most bytes of a client request head; beyond it Node answers 431. Default 16384.' })),
-    headersTimeout: Type.Optional(Type.Integer({ minimum: 1, default: 60_000, description: 'nginx `client_header_timeout`: milliseconds a client has to send its whole request head; then Node answers 408 (slowloris). Default 60000.' }))
+    headersTimeout: Type.Optional(Type.Integer({ minimum: 1, default: 60_000, description: 'nginx `client_header_timeout`: milliseconds a client has to send its whole request head; then Node answers 408 (slowloris). Default 60000.' })),
+    trustProxy: Type.Optional(Type.Union([
+      Type.Boolean(), Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })
+    ], {
+      description: 'Fastify\'s `trustProxy` (nginx `set_real_ip_from` + `real_ip_header X-Forwarded-For`): behind a load balancer, which ' +
+        'hops to trust so `$remote_addr`, `ip-hash` and per-client limits see the client: the balancers\' addresses or CIDRs ' +
+        '(`"10.0.0.0/8"`, comma-separated or a list), or `true` (every hop: only when nothing else can reach the gateway). Default: trust none.'
+    }))
   }, { additionalProperties: false, default: {}, description: 'Client-side limits of the gateway\'s HTTP server (Node server options; docs/semantics.md, "Limits").' })),
   pidFile: Type.Optional(Type.String({ minLength: 1, description: 'nginx `pid`: the primary process writes its pid here; `--reload` signals it. Default: none.' })),
   logLevel: Type.Optional(Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), {
@@ -34,7 +41,7 @@ export interface CheckedGatewayConfig {
   host: string
   port: number
   logLevel: string
-  server: { maxHeaderSize: number, headersTimeout: number }
+  server: { maxHeaderSize: number, headersTimeout: number, trustProxy?: boolean | string | string[] }
   pidFile: string | null
   proxy: WsProxyOptions
   /** What `register` would warn about (a group no route names), as `<path>: <reason>`. */

@@ -42,9 +42,10 @@ function closeIdle (server: Server): void {
 
 /** Starts a gateway: a Fastify server with the plugin registered from a checked config. */
 export async function startGateway (config: CheckedGatewayConfig): Promise<FastifyInstance> {
-  const { maxHeaderSize, headersTimeout } = config.server
+  const { maxHeaderSize, headersTimeout, trustProxy } = config.server
   const app = Fastify({
     logger: { level: config.logLevel },
+    ...(trustProxy === undefined ? {} : { trustProxy }),
     // Node checks headersTimeout only every connectionsCheckingInterval (30 s by default): a tenth of it keeps it honest.
     http: { maxHeaderSize, headersTimeout, connectionsCheckingInterval: Math.min(30_000, Math.max(50, Math.floor(headersTimeout / 10))) },
     // While draining, a request that still arrives on an open keep-alive connection is served (with

@@ -14,6 +14,8 @@ export class VarContext {
   readonly req: IncomingMessage
   readonly requestId: string
   readonly route: VarRoute
+  /** nginx `$remote_addr`: Fastify's `request.ip`, so `trustProxy` applies as nginx's realip module does. */
+  readonly clientIp: string
   /** The match of the map regex whose value is being evaluated (nginx `$1`..`$9` and named captures). */
   captures: RegExpExecArray | null = null
   /** The upstream's answer, once it arrived: `$upstream_status`, `$upstream_http_<name>`. */
@@ -23,10 +25,11 @@ export class VarContext {
   upstreamAddr = ''
   #query = -2
 
-  constructor (req: IncomingMessage, requestId: string, route: VarRoute) {
+  constructor (req: IncomingMessage, requestId: string, route: VarRoute, clientIp: string) {
     this.req = req
     this.requestId = requestId
     this.route = route
+    this.clientIp = clientIp
   }
 
   /** Index of the `?` in the request URI, or -1. */
