@@ -8,8 +8,8 @@ import { WebSocket } from 'ws'
 export type Workload =
   /** `connections` loops of GET /small (keep-alive, or `Connection: close` on each request). */
   | { kind: 'get', connections: number, close: boolean }
-  /** `connections` loops of POST /echo with a `bytes` body, the echoed body read whole. */
-  | { kind: 'post', connections: number, bytes: number, close: boolean }
+  /** `connections` loops of POST with a `bytes` body: to /echo (the body comes back, read whole) or to /upload (read whole by the upstream, a short answer). */
+  | { kind: 'post', connections: number, bytes: number, close: boolean, upload?: boolean }
   /** `clients` tunnels, each with one `bytes` message in flight (round trips). */
   | { kind: 'ws-rtt', clients: number, bytes: number }
   /** `tunnels` tunnels, each keeping `inFlight` bytes of `bytes`-sized binary messages in flight (echo throughput). */
@@ -31,7 +31,7 @@ function send (message: unknown): void {
 async function httpLoop (origin: string, w: Extract<Workload, { kind: 'get' | 'post' }>, seconds: number): Promise<LoadResult> {
   const pool = new Pool(origin, { connections: w.connections, pipelining: 1, keepAliveTimeout: 60_000 })
   const body = w.kind === 'post' ? Buffer.alloc(w.bytes, 120) : null
-  const path = w.kind === 'post' ? '/echo' : SMALL_PATH
+  const path = w.kind === 'post' ? (w.upload === true ? '/upload' : '/echo') : SMALL_PATH
   const method = w.kind === 'post' ? 'POST' : 'GET'
   const result: LoadResult = { units: 0, bytes: 0, seconds: 0, errors: 0 }
   let deadline = 0

@@ -1,4 +1,5 @@
-// The benchmark's upstream, in its own process: GET /small (a short body), POST /echo (body streamed back),
+// The benchmark's upstream, in its own process: GET /small (a short body), POST /echo (body streamed back), POST /upload
+// (body read whole, answered with its size),
 // and a `ws` echo server on every path. Prints "READY <port>".
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -7,6 +8,17 @@ import { WebSocketServer } from 'ws'
 const SMALL = Buffer.from('hello from the upstream\n')
 
 const server = http.createServer((req, res) => {
+  if (req.method === 'POST' && req.url === '/upload') {
+    // An upload: the body is read whole, then answered with its size (what a file upload endpoint does).
+    let size = 0
+    req.on('data', (chunk: Buffer) => { size += chunk.length })
+    req.on('end', () => {
+      const body = Buffer.from(`${size}\n`)
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': body.length })
+      res.end(body)
+    })
+    return
+  }
   if (req.method === 'POST') {
     res.writeHead(200, { 'content-type': 'application/octet-stream' })
     req.pipe(res)
