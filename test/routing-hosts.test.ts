@@ -254,6 +254,13 @@ t.test('two registrations on one app share one host table: both hosts work', asy
   t.equal((await messages(wsC, 1))[0].data.toString(), 'hello from b', 'a wildcard of the second registration')
   t.equal((await request(`${url}/x`, { headers: { host: 'c.test' } })).status, 404)
   t.same({ a: a.upgrades, b: b.upgrades }, { a: ['/x'], b: ['/x', '/only-b/x'] })
+
+  // Each registration checks its own routes; the shared router refuses one name twice at one path across them.
+  const overlap = Fastify()
+  t.teardown(() => overlap.close())
+  await overlap.register(wsProxyPlugin, { routes: [{ prefix: '/', host: 'a.test', upstream: origin(a.server) }] })
+  await t.rejects(overlap.register(wsProxyPlugin, { routes: [{ prefix: '/', host: ['b.test', 'A.test'], upstream: origin(b.server) }] }).ready(),
+    { message: 'fastify-ws-proxy: host "a.test" already has a route at this path' })
 })
 
 t.test('hooks, the app\'s own routes and its 404 handler keep working next to routes with host', async (t) => {

@@ -84,7 +84,13 @@ class HostStore {
   }
 
   set (keys: readonly string[], handlers: number): void {
-    for (const key of keys) this.#handlers.set(key, (this.#handlers.get(key) ?? 0) | handlers)
+    for (const key of keys) {
+      const known = this.#handlers.get(key) ?? 0
+      // Two routes at one path listing one name (two registrations of the plugin: each checks only its own routes):
+      // the router would silently pick the later one for that name.
+      if ((known & ~handlers) !== 0) throw new Error(`fastify-ws-proxy: host ${JSON.stringify(key)} already has a route at this path`)
+      this.#handlers.set(key, known | handlers)
+    }
   }
 }
 
