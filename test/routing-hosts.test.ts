@@ -259,7 +259,8 @@ t.test('two registrations on one app share one host table: both hosts work', asy
   const overlap = Fastify()
   t.teardown(() => overlap.close())
   await overlap.register(wsProxyPlugin, { routes: [{ prefix: '/', host: 'a.test', upstream: origin(a.server) }] })
-  await t.rejects(overlap.register(wsProxyPlugin, { routes: [{ prefix: '/', host: ['b.test', 'A.test'], upstream: origin(b.server) }] }).ready(),
+  const second = async (): Promise<void> => { await overlap.register(wsProxyPlugin, { routes: [{ prefix: '/', host: ['b.test', 'A.test'], upstream: origin(b.server) }] }).ready() }
+  await t.rejects(second(),
     { message: 'fastify-ws-proxy: host "a.test" already has a route at this path' })
 })
 
