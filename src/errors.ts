@@ -1,6 +1,6 @@
 import createError from '@fastify/error'
 
-// Every error this plugin raises or answers with. Codes are stable API: the README lists them all.
+// Every error this plugin raises or answers with. Codes are stable API: docs/troubleshooting.md lists them all.
 // 502 = the upstream refused, reset or answered garbage; 504 = it did not answer in time (nginx's mapping).
 
 /** Options rejected at `register` time. The message names the option path. */

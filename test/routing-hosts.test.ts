@@ -289,3 +289,8 @@ t.test('hooks, the app\'s own routes and its 404 handler keep working next to ro
   t.throws(() => app.get('/mine', { constraints: { fastifyWsProxyHost: 'a.test' } }, async () => 'x'),
     { message: 'fastify-ws-proxy host constraint: expected an array of host keys' })
 })
+
+t.test('a name listed twice in one route (any case, trailing dot) is one name, not a duplicate route', async (t) => {
+  const resolved = resolveOptions({ routes: [{ prefix: '/', upstream: 'http://x', host: ['a.test', 'A.test.'] }] })
+  t.same(resolved.routes[0].hosts?.map((pattern) => pattern.key), ['a.test', 'a.test'])
+})

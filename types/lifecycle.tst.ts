@@ -21,7 +21,7 @@ const app = Fastify()
 test('the lifecycle option types are derived from the schema', () => {
   expect<PingOptions>().type.toBe<{ interval: number, timeout: number }>()
   expect<RouteLimitOptions>().type.toBe<{ tunnels?: number, body?: number, responseHead?: number }>()
-  expect<LimitOptions>().type.toBe<{ tunnels?: number, tunnelsPerClient?: number, retryAfter?: number, body?: number, responseHead?: number }>()
+  expect<LimitOptions>().type.toBe<{ tunnels?: number, tunnelsPerClient?: number, retryAfter?: number, body?: number, responseHead?: number, headers?: number }>()
   expect<WsProxyOptions['tunnelLogLevel']>().type.toBe<'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' | undefined>()
   expect<WsProxyOptions['closeGracePeriod']>().type.toBe<number | undefined>()
 })
