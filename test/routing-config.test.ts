@@ -90,6 +90,9 @@ t.test('a config that is not an object fails register naming routes/N/config', a
   // Routes that are not objects are the schema's to report, config or not.
   t.match(problemsOf({ routes: [null, 'x', { prefix: '/', upstream: 'http://x', config: {} }] }).problems, [{ path: 'routes/0' }, { path: 'routes/1' }])
   t.match(problemsOf({ routes: 'x' }).problems, [{ path: 'routes' }])
+  // Reported with every other problem of the options, in one error.
+  t.match(problemsOf({ routes: [{ prefix: '/', upstream: 'http://x', config: 5, timeouts: { read: 0 } }] }).problems,
+    [{ path: 'routes/0/config' }, { path: 'routes/0/timeouts/read' }])
   // A function or class instance inside is fine: the config is never checked or copied.
   const resolved = resolveOptions({ routes: [{ prefix: '/', upstream: 'http://x', config: { fn: () => 1, big: 1n } }] })
   t.equal(typeof resolved.routes[0].config.fn, 'function')

@@ -10,7 +10,7 @@ import { UpgradeProtocols } from '../security/upgrade-protocols.js'
 import { compileHost, type HostPattern } from '../routing/hosts.js'
 import { resolveGroups, urlGroup, type ResolvedGroup } from './groups.js'
 import { parseUpstream } from './upstream-url.js'
-import { ProblemList } from './problems.js'
+import { ProblemList, type OptionProblem } from './problems.js'
 import { schemaProblems } from './schema-problems.js'
 import { closest } from './suggest.js'
 import type { TlsOptions } from './upstream-schema.js'
@@ -116,12 +116,13 @@ export function resolveOptions (options: unknown): ResolvedOptions {
     delete (own.metrics as Record<string, unknown>).registry
   }
   const resolvers = setAsideResolvers(own)
-  const configs = setAsideRouteConfigs(own)
+  const configs = new Map<number, Record<string, unknown>>()
+  const configProblems = setAsideRouteConfigs(own, configs)
   // Checked before the copy: Value.Clone throws its own uncoded error on a function or a bigint (say a hook from
   // another proxy plugin's options), which the check reports as the bad option it is. Defaults are valid, so
   // checking before they are applied accepts and rejects the same options.
   const problems = new ProblemList()
-  problems.problems.push(...schemaProblems(checker.Errors(own)))
+  problems.problems.push(...configProblems, ...schemaProblems(checker.Errors(own)))
   problems.throwIfAny()
   const copy = Value.Clone(own)
   Value.Default(PluginOptionsSchema, copy)
@@ -136,18 +137,21 @@ export function resolveOptions (options: unknown): ResolvedOptions {
  * The routes' `config` objects, taken out of a shallow copy of the options (like the registry): they belong to other
  * plugins (a rate-limit `keyGenerator` is a function), so they are handed to Fastify as given, never copied.
  */
-function setAsideRouteConfigs (own: Record<string, unknown>): Map<number, Record<string, unknown>> {
-  const configs = new Map<number, Record<string, unknown>>()
-  if (!Array.isArray(own.routes)) return configs
+function setAsideRouteConfigs (own: Record<string, unknown>, configs: Map<number, Record<string, unknown>>): OptionProblem[] {
+  const problems: OptionProblem[] = []
+  if (!Array.isArray(own.routes)) return problems
   own.routes = own.routes.map((route: unknown, i) => {
     if (route === null || typeof route !== 'object' || !('config' in route)) return route
     const { config, ...rest } = route as Record<string, unknown>
     if (config === undefined) return rest
-    if (config === null || typeof config !== 'object' || Array.isArray(config)) fail(`routes/${i}/config`, 'expected an object (the Fastify route config)')
-    configs.set(i, config as Record<string, unknown>)
+    if (config === null || typeof config !== 'object' || Array.isArray(config)) {
+      problems.push({ path: `routes/${i}/config`, reason: 'expected an object (the Fastify route config)' })
+    } else {
+      configs.set(i, config as Record<string, unknown>)
+    }
     return rest
   })
-  return configs
+  return problems
 }
 
 /** The `resolve.resolver` functions of the groups, taken out of a shallow copy of the options (like the registry). */
@@ -398,7 +402,8 @@ function resolveHeaderRules (route: RouteOptions, at: string, plugin: Defaulted,
 /** The names a route's `host` lists, as its duplicate check compares them ('' for a route without `host`). */
 function hostKeys (host: string | string[] | undefined): string[] {
   if (host === undefined) return ['']
-  return (typeof host === 'string' ? [host] : host).map((name) => name.startsWith('~') ? name : name.toLowerCase().replace(/\.$/, ''))
+  // A name listed twice in one route (`a.test`, `A.test.`) is one name, not a route duplicating itself.
+  return [...new Set((typeof host === 'string' ? [host] : host).map((name) => name.startsWith('~') ? name : name.toLowerCase().replace(/\.$/, '')))]
 }
 
 function compileHosts (host: string | string[] | undefined, at: string): readonly HostPattern[] | null {
