@@ -157,7 +157,7 @@ const table = [
 process.stdout.write(table + '\n')
 
 if (writeReadme) {
-  const file = new URL('../README.md', import.meta.url)
+  const file = new URL('../docs/benchmarks.md', import.meta.url)
   const readme = readFileSync(file, 'utf8')
   const startMark = '<!-- lifecycle-bench:start -->'
   const start = readme.indexOf(startMark)

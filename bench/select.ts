@@ -97,7 +97,7 @@ const table = [
   ...rows
 ].join('\n')
 if (!process.argv.includes('--no-readme')) {
-  const file = fileURLToPath(new URL('../README.md', import.meta.url))
+  const file = fileURLToPath(new URL('../docs/benchmarks.md', import.meta.url))
   const readme = readFileSync(file, 'utf8')
   const startMark = '<!-- select-bench:start -->'
   const start = readme.indexOf(startMark)

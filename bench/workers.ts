@@ -1,7 +1,7 @@
 // `npm run bench:workers [-- --quick] [-- --no-readme] [-- --reloads-only]`: the CLI gateway with `--workers 1` vs `--workers 2`
 // (GET req/s and WebSocket round trips, interleaved rounds, medians), then failed requests while the gateway
 // reloads 10 times under GET load. Every piece is its own process: the upstream (bench/upstream.ts), the gateway
-// (src/cli.ts: a primary and its workers), autocannon and ws-load. Writes the README's `workers-bench` table.
+// (src/cli.ts: a primary and its workers), autocannon and ws-load. Writes the `workers-bench` table of docs/benchmarks.md.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
@@ -149,7 +149,7 @@ const upstreamPort = await new Promise<number>((resolve, reject) => {
 
 const results: Record<number, Round[]> = { 1: [], 2: [] }
 
-/** Prints the table, keeps the raw figures under bench/results/ and writes the README's workers-bench block. */
+/** Prints the table, keeps the raw figures under bench/results/ and writes the workers-bench block of docs/benchmarks.md. */
 function report (reloads: Awaited<ReturnType<typeof reloadsUnderLoad>>): void {
   const summary = (workers: number): Round => ({
     getRps: median(results[workers].map((r) => r.getRps)),
@@ -181,13 +181,13 @@ function report (reloads: Awaited<ReturnType<typeof reloadsUnderLoad>>): void {
   writeFileSync(join(root, 'bench', 'results', `workers-${new Date().toISOString().replace(/[:.]/g, '-')}.json`),
     JSON.stringify({ date: new Date().toISOString(), quick, rounds: results, reloads }, null, 2))
   if (writeReadme) {
-    const readmePath = join(root, 'README.md')
+    const readmePath = join(root, 'docs', 'benchmarks.md')
     const readme = readFileSync(readmePath, 'utf8')
     const startMark = '<!-- workers-bench:start -->'
     const endMark = '<!-- workers-bench:end -->'
     const from = readme.indexOf(startMark)
     const to = readme.indexOf(endMark)
-    if (from === -1 || to === -1) throw new Error('README.md has no workers-bench marks')
+    if (from === -1 || to === -1) throw new Error('docs/benchmarks.md has no workers-bench marks')
     writeFileSync(readmePath, readme.slice(0, from + startMark.length) + '\n' + table + '\n' + readme.slice(to))
   }
 }
