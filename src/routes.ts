@@ -188,7 +188,8 @@ export class RouteProxy implements ExchangeRoute {
       options.headers = buildRequestHeaders(route, req, vars)
       // A protocol the route does not accept (h2c by default) goes as a plain request, whatever templates say.
       const protocols = route.upgradeProtocols
-      connectionIntent(options, route.requestRules, req, vars, upgrading && route.upgrade && protocols.allows(req.headers.upgrade ?? ''))
+      // Node hands a request over as an upgrade only when it carries Upgrade.
+      connectionIntent(options, route.requestRules, req, vars, upgrading && route.upgrade && protocols.allows(req.headers.upgrade as string))
       if (typeof options.upgrade === 'string' && !protocols.allows(options.upgrade)) options.upgrade = null
     } catch (err) {
       // A template turned client input into bytes that could split the head: nothing goes upstream.

@@ -2,7 +2,7 @@ import t from 'tap'
 import { hostname } from 'node:os'
 import { gateway, httpUpstream, origin, portOf, type Seen } from './helpers/servers.js'
 import { request, seenOf } from './helpers/clients.js'
-import { VARIABLE_DOCS } from '../src/vars/builtins.js'
+import { VARIABLE_DOCS, percentDecode } from '../src/vars/builtins.js'
 
 // Every built-in variable, evaluated through a real gateway and read back from what an echo upstream received.
 
@@ -151,4 +151,11 @@ t.test('with Fastify\'s trustProxy, $remote_addr is the forwarded client (nginx 
   t.equal(h['x-client'], '203.0.113.9', 'the address the trusted hop forwarded')
   t.equal(h['x-peer'], '127.0.0.1')
   t.equal(h['x-forwarded-for'], '198.51.100.7, 203.0.113.9, 127.0.0.1', 'X-Forwarded-For still appends the peer that connected')
+})
+
+t.test('percentDecode: escapes of either case to bytes, a malformed escape kept as it is', async (t) => {
+  // $uri only ever sees canonical paths (upper-case escapes); the function stays exact for any input.
+  t.equal(percentDecode('/caf%c3%A9'), '/caf\xc3\xa9')
+  t.equal(percentDecode('/a%zz%2'), '/a%zz%2')
+  t.equal(percentDecode('/plain'), '/plain')
 })

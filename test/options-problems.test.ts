@@ -4,22 +4,14 @@ import t from 'tap'
 import Fastify from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
-import wsProxyPlugin, { resolveOptions, type InvalidOptionsError, type WsProxyOptions } from '../src/index.js'
+import wsProxyPlugin, { resolveOptions, type WsProxyOptions } from '../src/index.js'
 import { ProblemList, MOST_SHOWN } from '../src/options/problems.js'
 import { schemaProblems } from '../src/options/schema-problems.js'
 import { closest, didYouMean, editDistance } from '../src/options/suggest.js'
 import { logCapture } from './helpers/servers.js'
+import { problemsOf } from './helpers/options.js'
 
 const server = (port: number) => ({ servers: [{ url: `http://127.0.0.1:${port}` }] })
-
-function problemsOf (options: unknown): InvalidOptionsError {
-  try {
-    resolveOptions(options)
-  } catch (err) {
-    return err as InvalidOptionsError
-  }
-  throw new Error('the options were accepted')
-}
 
 t.test('schema problems: all of them, one per path, sorted by path (numbers in order)', async (t) => {
   const routes = Array.from({ length: 11 }, (_, i) => ({ prefix: `/r${i}/`, upstream: 'http://x' }))

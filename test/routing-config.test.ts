@@ -6,10 +6,11 @@ import t from 'tap'
 import type { IncomingMessage, Server } from 'node:http'
 import Fastify, { type FastifyRequest } from 'fastify'
 import rateLimit from '@fastify/rate-limit'
-import wsProxyPlugin, { resolveOptions, type InvalidOptionsError, type WsProxyOptions } from '../src/index.js'
+import wsProxyPlugin, { resolveOptions, type WsProxyOptions } from '../src/index.js'
 import { gateway, origin, wsUpstream, type Teardown } from './helpers/servers.js'
 import { request } from './helpers/clients.js'
 import { messages, openWs, parseHead, rawClient, unexpectedResponse, wsHandshakeHead, wsUrl } from './helpers/ws.js'
+import { problemsOf } from './helpers/options.js'
 
 /** A `ws` echo upstream that counts plain requests and upgrade requests, by URL. */
 async function countedUpstream (t: Teardown): Promise<{ server: Server, requests: string[], upgrades: string[] }> {
@@ -19,15 +20,6 @@ async function countedUpstream (t: Teardown): Promise<{ server: Server, requests
   server.on('request', (req: IncomingMessage) => { requests.push(req.url as string) })
   server.on('upgrade', (req: IncomingMessage) => { upgrades.push(req.url as string) })
   return { server, requests, upgrades }
-}
-
-function problemsOf (options: unknown): InvalidOptionsError {
-  try {
-    resolveOptions(options)
-  } catch (err) {
-    return err as InvalidOptionsError
-  }
-  throw new Error('the options were accepted')
 }
 
 t.test('hooks see the route config on plain requests and upgrades; functions inside are the caller\'s own', async (t) => {

@@ -7,10 +7,11 @@
 import t from 'tap'
 import type { IncomingMessage, Server } from 'node:http'
 import Fastify from 'fastify'
-import wsProxyPlugin, { resolveOptions, type InvalidOptionsError, type WsProxyOptions } from '../src/index.js'
+import wsProxyPlugin, { resolveOptions, type WsProxyOptions } from '../src/index.js'
 import { gateway, httpUpstream, origin, portOf, wsUpstream, type Teardown } from './helpers/servers.js'
 import { rawExchange, request } from './helpers/clients.js'
 import { messages, openWs, parseHead, rawClient, unexpectedResponse, wsHandshakeHead, wsUrl } from './helpers/ws.js'
+import { problemsOf } from './helpers/options.js'
 
 /** An upstream that answers every request with its name and the URL it received; `hits` lists those URLs. */
 async function named (t: Teardown, name: string): Promise<{ server: Server, hits: string[] }> {
@@ -40,16 +41,7 @@ async function via (url: string, host: string, path: string): Promise<{ status: 
   return { status: answer.status, name: parsed.name, url: parsed.url, body }
 }
 
-function problemsOf (options: unknown): InvalidOptionsError {
-  try {
-    resolveOptions(options)
-  } catch (err) {
-    return err as InvalidOptionsError
-  }
-  throw new Error('the options were accepted')
-}
-
-t.test('the lead\'s example: exact beats a wildcard with a longer path; a name without the path falls to the host-less route', async (t) => {
+t.test('exact beats a wildcard with a longer path; a name without the path falls to the host-less route', async (t) => {
   const api = await named(t, 'api')
   const wild = await named(t, 'wild')
   const rest = await named(t, 'rest')

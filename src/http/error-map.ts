@@ -74,7 +74,8 @@ const PUBLIC_MESSAGES: Readonly<Record<string, string>> = {
  */
 export function publicError (err: Error, requestId: string): Error {
   const coded = err as Error & { code?: string, statusCode?: number }
-  const text = PUBLIC_MESSAGES[coded.code ?? '']
+  // Every error upstreamError() returns is coded; those that name nothing internal (413 limits.body) go as they are.
+  const text = PUBLIC_MESSAGES[coded.code as string]
   if (text === undefined) return err
   const safe = new Error(`${text} (request ${requestId})`, { cause: err }) as Error & { code?: string, statusCode?: number }
   safe.name = err.name

@@ -138,3 +138,13 @@ for (const failure of FAILURES) {
     t.notMatch(errorOf(answer).message, /\(request sec-/)
   })
 }
+
+t.test('answers that name nothing internal keep their own message: a streamed body over limits.body is a plain 413', async (t) => {
+  const upstream = await scriptedUpstream(t, ({ socket }) => { socket.resume() })
+  const { port } = await failingGateway(t, { routes: [{ prefix: '/api/', upstream: `http://127.0.0.1:${portOf(upstream)}/` }], limits: { body: 10 } })
+  // Chunked, so the limit is met while the body streams (the dispatch is already under way).
+  const answer = await exchange(t, port, head('/api/x', ['Transfer-Encoding: chunked', 'Connection: close'], { method: 'POST' }) +
+    '14\r\n' + 'x'.repeat(20) + '\r\n0\r\n\r\n', { ms: 5000 })
+  t.equal(answer.status, 413)
+  t.same(errorOf(answer), { statusCode: 413, code: 'FST_WS_PROXY_BODY_TOO_LARGE', error: 'Payload Too Large', message: 'Request body larger than 10 bytes' })
+})
