@@ -60,7 +60,7 @@ t.test('a ws client: compressed text and binary, fragments, a ping, a large mess
   t.equal((await pong).toString(), 'are you there')
   const closed = wsClosed(ws)
   ws.close(4000, 'bye')
-  t.same(await closed, { code: 4000, reason: '' }, 'the client\'s code is answered')
+  t.same(await closed, { code: 4000, reason: 'bye' }, 'the client\'s code and reason are answered')
 })
 
 t.test('the close command: the upstream closes with the code and reason, and ends on the client\'s answer', async (t) => {
@@ -148,11 +148,11 @@ t.test('protocol violations end the connection', async (t) => {
   }
 })
 
-t.test('a pong from the client is ignored; a Close ends the connection with the same code', async (t) => {
+t.test('a pong from the client is ignored; a Close ends the connection with the same code and reason', async (t) => {
   const { port } = await demo(t)
   const client = await rawSession(t, port)
   client.socket.write(Buffer.concat([frame(0xa, Buffer.from('unasked')), frame(0x8, Buffer.from([0x0f, 0xa0, 0x62, 0x79, 0x65]))]))
   await client.end()
   const frames = parseFrames(client.bytes.subarray(client.text.indexOf('\r\n\r\n') + 4))
-  t.same(frames.slice(1).map((f) => [f.opcode, [...f.payload]]), [[0x8, [0x0f, 0xa0]]], 'no answer to the pong; Close 4000 answered')
+  t.same(frames.slice(1).map((f) => [f.opcode, [...f.payload]]), [[0x8, [0x0f, 0xa0, 0x62, 0x79, 0x65]]], 'no answer to the pong; Close 4000 "bye" answered')
 })

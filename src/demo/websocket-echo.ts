@@ -172,8 +172,9 @@ class Connection implements EchoConnection {
     }
     if (opcode === OP_PONG) return true
     if (opcode === OP_CLOSE) {
-      // Answer a client's Close with the same code (RFC 6455 §5.5.1); after our own Close, its answer ends it.
-      if (!this.#closing) this.#frame(OP_CLOSE, payload.subarray(0, 2))
+      // Answer a client's Close with the same code and reason (RFC 6455 §5.5.1, as ws does); after our own Close, its
+      // answer ends it.
+      if (!this.#closing) this.#frame(OP_CLOSE, payload)
       this.#closing = true
       this.#socket.end()
       return true
