@@ -1,26 +1,17 @@
 // The gateway CLI and its config file as a user meets them: --version, --print-config, one-line usage errors with
 // the closest flag, every problem of a config at once, `$schema`, upstream host names looked up by --check
 // (an error) and at start (a warning), and the JSON Schema shipped for editors.
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { readFileSync } from 'node:fs'
-import { main } from '../src/gateway/cli-main.js'
 import { gatewayJsonSchema } from '../src/gateway/config.js'
 import { unresolvedHosts } from '../src/gateway/host-check.js'
-import { cli, configDir, exitCode } from './helpers/cli.js'
+import { cli, configDir, exitCode, inProcess } from './helpers/cli.js'
 import { within } from './helpers/servers.js'
 
 const { write } = configDir('cli-config')
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
 /** RFC 6761: `.invalid` never resolves. */
 const NOWHERE = 'no-such-host.invalid'
-
-async function inProcess (t: Test, args: string[]): Promise<{ code: number, out: string, err: string }> {
-  const out = t.capture(process.stdout, 'write')
-  const err = t.capture(process.stderr, 'write')
-  const code = await main(args)
-  const text = (calls: Array<{ args: unknown[] }>): string => calls.map((c) => String(c.args[0])).join('')
-  return { code, out: text(out()), err: text(err()) }
-}
 
 t.test('--version prints the package version', async (t) => {
   for (const flag of ['--version', '-v']) {

@@ -1,26 +1,16 @@
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { once } from 'node:events'
 import { join } from 'node:path'
 import { WebSocket } from 'ws'
 import { httpUpstream, listen, origin, portOf, type Seen } from './helpers/servers.js'
 import { request } from './helpers/clients.js'
 import http from 'node:http'
-import { main } from '../src/gateway/cli-main.js'
-import { cli, configDir, exitCode, waitForOutput } from './helpers/cli.js'
+import { cli, configDir, exitCode, inProcess, waitForOutput } from './helpers/cli.js'
 
 const { dir, write: writeConfig } = configDir('cli')
 // Three cases start the CLI in a child process: 33 s for the file in a CI run beside other files when the CLI ran
 // under the TypeScript loader (19 s compiled), too close to tap's 60 s default.
 t.setTimeout(180_000)
-
-/** Runs the CLI in this process (for the cases that start no server): exit code and what it printed. */
-async function inProcess (t: Test, args: string[]): Promise<{ code: number, out: string, err: string }> {
-  const out = t.capture(process.stdout, 'write')
-  const err = t.capture(process.stderr, 'write')
-  const code = await main(args)
-  const text = (calls: Array<{ args: unknown[] }>): string => calls.map((c) => String(c.args[0])).join('')
-  return { code, out: text(out()), err: text(err()) }
-}
 
 t.test('--help prints the usage and exits 0', async (t) => {
   const run = cli(t, ['--help'])

@@ -5,7 +5,7 @@ import { STATUS_CODES } from 'node:http'
 import { FST_WS_PROXY_BAD_PATH, FST_WS_PROXY_METHOD_NOT_ALLOWED } from '../errors.js'
 import { kHeadChecked } from '../symbols.js'
 import { effectiveHeaderCap, headRefusal } from './request-head.js'
-import { canonicalTarget, looksCanonical } from './target.js'
+import { canonicalTarget, looksCanonical, type CanonicalTarget, type TargetRefusal } from './target.js'
 
 /** Paths whose requests a plugin registration proxies: a prefix, or one exact path; with its header-field cap. */
 export interface GateClaim {
@@ -58,9 +58,12 @@ export class RequestGate {
 
   /** The claim covering a request, by its target's canonical path (best effort for a refused target). */
   claimFor (url: string): GateClaim | null {
-    const target = claimedPath(url)
+    return this.#claimOf(claimedPath(url))
+  }
+
+  #claimOf (target: string): GateClaim | null {
     for (const claim of this.#claims) {
-      if (claim.exact ? isPath(target, claim.path) : target.startsWith(claim.path)) return claim
+      if (claimCovers(claim, target)) return claim
     }
     return null
   }
@@ -68,14 +71,13 @@ export class RequestGate {
   /** Why a request for a proxied path is refused before routing, or null (then marked as checked). */
   refusal (req: IncomingMessage): CodedError | null {
     const url = req.url as string
-    const claim = this.claimFor(url)
+    // One scan in the common case; a target that is not canonical is parsed once, for its claim and its refusal.
+    const target = looksCanonical(url) ? null : canonicalTarget(url)
+    const claim = this.#claimOf(target === null ? url : pathOf(url, target))
     if (claim === null) return null
     const head = headRefusal(req, effectiveHeaderCap(claim.headerCap, this.#server.maxHeadersCount))
     if (head !== null) return head as CodedError
-    if (!looksCanonical(url)) {
-      const target = canonicalTarget(url)
-      if (typeof target === 'string') return new FST_WS_PROXY_BAD_PATH(target) as CodedError
-    }
+    if (typeof target === 'string') return new FST_WS_PROXY_BAD_PATH(target) as CodedError
     (req as IncomingMessage & { [kHeadChecked]?: boolean })[kHeadChecked] = true
     return null
   }
@@ -136,9 +138,10 @@ function destroyOnError (this: Socket): void {
 
 const ABSOLUTE_PREFIX = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/
 
-/** Whether a canonical target (maybe with a query) names exactly `path`. */
-function isPath (target: string, path: string): boolean {
-  return target.startsWith(path) && (target.length === path.length || target.charCodeAt(path.length) === 63 /* ? */)
+/** Whether a claim covers a target as `claimedPath` gives it (an exact claim: that path, maybe with a query). */
+export function claimCovers (claim: { readonly path: string, readonly exact: boolean }, target: string): boolean {
+  if (!target.startsWith(claim.path)) return false
+  return !claim.exact || target.length === claim.path.length || target.charCodeAt(claim.path.length) === 63 /* ? */
 }
 
 /**
@@ -146,8 +149,11 @@ function isPath (target: string, path: string): boolean {
  * merged, to find its route. The common case returns the target itself, allocating nothing.
  */
 export function claimedPath (url: string): string {
-  if (looksCanonical(url)) return url
-  const target = canonicalTarget(url)
+  return looksCanonical(url) ? url : pathOf(url, canonicalTarget(url))
+}
+
+/** The path a non-canonical target is claimed by: its canonical path, or for a refused one its slashes merged. */
+function pathOf (url: string, target: CanonicalTarget | TargetRefusal): string {
   if (typeof target !== 'string') {
     const end = target.target.indexOf('?')
     return end === -1 ? target.target : target.target.slice(0, end)

@@ -1,7 +1,7 @@
 import { ServerResponse, type IncomingMessage, type Server } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyInstance } from 'fastify'
-import { claimedPath, requestGateOf } from '../security/request-gate.js'
+import { claimCovers, claimedPath, requestGateOf } from '../security/request-gate.js'
 import { kEarlyBytes, kEarlyLength } from '../symbols.js'
 
 /** A path whose upgrade requests a plugin registration takes: a prefix, or one exact path. */
@@ -38,7 +38,7 @@ export class UpgradeRouter {
   /** Whether a target, as `claimedPath` gives it (maybe with its query), is under a claim. */
   claims (target: string): boolean {
     for (const claim of this.#claims) {
-      if (claim.exact ? target === claim.path || target.startsWith(claim.path + '?') : target.startsWith(claim.path)) return true
+      if (claimCovers(claim, target)) return true
     }
     return false
   }

@@ -4,6 +4,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Teardown } from './servers.js'
+import type { Test } from 'tap'
+import { main } from '../../src/gateway/cli-main.js'
 import { CLI_BUILD } from '../setup/paths.js'
 
 /** A directory of its own for a test file's configs and pid files. */
@@ -57,4 +59,13 @@ export async function waitForOutput (run: Run, pattern: RegExp, ms = 30_000, fro
 /** The JSON log lines the gateway's processes wrote to stdout. */
 export function logLines (run: Run): Array<Record<string, unknown>> {
   return run.output().split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>)
+}
+
+/** Runs the CLI in this process (for the cases that start no server): exit code and what it printed. */
+export async function inProcess (t: Test, args: string[]): Promise<{ code: number, out: string, err: string }> {
+  const out = t.capture(process.stdout, 'write')
+  const err = t.capture(process.stderr, 'write')
+  const code = await main(args)
+  const text = (calls: Array<{ args: unknown[] }>): string => calls.map((c) => String(c.args[0])).join('')
+  return { code, out: text(out()), err: text(err()) }
 }
