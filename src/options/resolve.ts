@@ -2,8 +2,8 @@ import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { Value } from '@sinclair/typebox/value'
 import { FST_WS_PROXY_INVALID_OPTION } from '../errors.js'
 import { compileRequestRules, compileResponseRules, compileRewriteRule, compileRewriteRules, type RequestHeaderRules, type ResponseRules, type RewriteRule } from '../headers/rules.js'
-import type { LookupScope } from '../vars/builtins.js'
-import { MapRegistry } from '../vars/maps.js'
+import type { CaptureNames, LookupScope } from '../vars/builtins.js'
+import { captureNames, MapRegistry } from '../vars/maps.js'
 import type { TunnelLogLevel } from '../telemetry/events.js'
 import { compileOrigins, type OriginAllowList } from '../upgrade/origins.js'
 import { UpgradeProtocols } from '../security/upgrade-protocols.js'
@@ -325,7 +325,8 @@ function resolveRoute (route: RouteOptions, at: string, plugin: Defaulted, maps:
   if (path !== null && route.rewritePrefix !== undefined) {
     fail(`${at}rewritePrefix`, 'the upstream URL already has a path, which replaces the prefix (nginx proxy_pass URI); give one or the other')
   }
-  const rules = resolveHeaderRules(route, at, plugin, maps)
+  const hosts = compileHosts(route.host, `${at}host`)
+  const rules = resolveHeaderRules(route, at, plugin, maps, hostCaptureNames(hosts))
   const ping = route.ping ?? plugin.ping
   const resolved: ResolvedRoute = {
     prefix: route.prefix,
@@ -353,7 +354,7 @@ function resolveRoute (route: RouteOptions, at: string, plugin: Defaulted, maps:
     allowedOrigins: route.allowedOrigins === undefined ? origins : compileOrigins(route.allowedOrigins, `${at}allowedOrigins`),
     upgradeProtocols: new UpgradeProtocols(route.upgradeProtocols ?? plugin.upgradeProtocols ?? null),
     upgradeRoute: null,
-    hosts: compileHosts(route.host, `${at}host`),
+    hosts,
     config: route.config ?? {}
   }
   if (route.upgradeUpstream === undefined) return Object.freeze(resolved)
@@ -379,8 +380,8 @@ type HeaderSettings = Pick<ResolvedRoute, 'requestRules' | 'responseRules' | 're
  * rules are taken whole from the route when it has them. The shorthand's single route has no options of its own,
  * so its rules are the plugin's, named at the plugin's path.
  */
-function resolveHeaderRules (route: RouteOptions, at: string, plugin: Defaulted, maps: MapRegistry): HeaderSettings {
-  const request: LookupScope = { response: false, map: maps.lookup, captures: null }
+function resolveHeaderRules (route: RouteOptions, at: string, plugin: Defaulted, maps: MapRegistry, hostCaptures: CaptureNames | null): HeaderSettings {
+  const request: LookupScope = { response: false, map: maps.lookup, captures: null, hostCaptures }
   const response: LookupScope = { ...request, response: true }
   const own = at === '' ? undefined : route
   const levels = (key: string) => ({ plugin: `${key}/`, route: `${at}${key}/` })
@@ -404,6 +405,16 @@ function hostKeys (host: string | string[] | undefined): string[] {
   if (host === undefined) return ['']
   // A name listed twice in one route (`a.test`, `A.test.`) is one name, not a route duplicating itself.
   return [...new Set((typeof host === 'string' ? [host] : host).map((name) => name.startsWith('~') ? name : name.toLowerCase().replace(/\.$/, '')))]
+}
+
+/**
+ * What `$1`..`$9` and `$name` may name in a route's templates: the most groups and every name over its `~regex` hosts
+ * (nginx `server_name` captures); null when it has none. A group the regex that matched lacks is empty.
+ */
+function hostCaptureNames (hosts: readonly HostPattern[] | null): CaptureNames | null {
+  const regexes = (hosts ?? []).flatMap((pattern) => pattern.kind === 'regex' ? [captureNames(pattern.re)] : [])
+  if (regexes.length === 0) return null
+  return { count: Math.max(...regexes.map((c) => c.count)), names: [...new Set(regexes.flatMap((c) => c.names))] }
 }
 
 function compileHosts (host: string | string[] | undefined, at: string): readonly HostPattern[] | null {
