@@ -4,7 +4,10 @@
 // never reaches any upstream and names nothing internal unless `exposeErrors`. URLs get pools in a bounded LRU
 // (DYNAMIC_ORIGINS origins); an evicted origin's pool lets its requests in flight finish.
 import t from 'tap'
-import type { IncomingMessage, ServerResponse, Server } from 'node:http'
+import http, { type IncomingMessage, type ServerResponse, type Server } from 'node:http'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Value } from '@sinclair/typebox/value'
 import { DYNAMIC_ORIGINS, PluginOptionsSchema, resolveOptions, type GetUpstream } from '../src/index.js'
 import { checkGatewayConfig, gatewayJsonSchema } from '../src/gateway/config.js'
@@ -54,8 +57,20 @@ t.test('a URL, a group or undefined per request, called once each; Host and path
   t.match(await get(url + '/api/x', { 'x-tenant': 'b-v2' }), { status: 200, json: { name: 'b', url: '/v2/x' } }, 'a URL with a path replaces the prefix')
   t.match(await get(url + '/api/y', { 'x-tenant': 'g' }), { status: 200, json: { name: 'g', url: '/api/y', host: 'pool' } }, 'a group name: the configured group')
   t.match(await get(url + '/api/z', { 'x-tenant': 'b' }), { status: 200, json: { name: 'b' } }, 'the same string again')
-  t.equal(calls, 5, 'once per request')
-  t.same({ a: a.hits, b: b.hits, g: g.hits }, { a: ['/api/x'], b: ['/api/x?q=1', '/v2/x', '/api/z'], g: ['/api/y'] })
+  t.match(await get(url + '/api/w', { 'x-tenant': 'g' }), { status: 200, json: { name: 'g' } }, 'the same group again')
+  t.equal(calls, 6, 'once per request')
+  t.same({ a: a.hits, b: b.hits, g: g.hits }, { a: ['/api/x'], b: ['/api/x?q=1', '/v2/x', '/api/z'], g: ['/api/y', '/api/w'] })
+})
+
+t.test('a unix socket URL, as nginx writes it', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'wsp-unix-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const path = join(dir, 'u.sock')
+  const server = http.createServer((req, res) => { res.end(JSON.stringify({ url: req.url, host: req.headers.host })) })
+  await new Promise<void>((resolve) => server.listen(path, resolve))
+  t.teardown(() => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve) }))
+  const { url } = await gateway(t, { routes: [{ prefix: '/u/', upstream: 'http://127.0.0.1:1', getUpstream: () => `http://unix:${path}:/base/` }] })
+  t.match(await get(url + '/u/x'), { status: 200, json: { url: '/base/x', host: 'localhost' } })
 })
 
 t.test('rewritePrefix applies to a URL without a path; one with a path beside it is refused', async (t) => {
@@ -147,13 +162,15 @@ t.test(`origins beyond ${DYNAMIC_ORIGINS} evict the least recently used; its req
   })
   const others: Server[] = []
   for (let i = 0; i < DYNAMIC_ORIGINS; i++) others.push((await named(t, `o${i}`)).server)
+  const to: GetUpstream = (request) => request.headers['x-to'] as string
+  // Two routes share the registration's origins; each keeps its own proxies per returned string.
   const { app, url } = await gateway(t, {
-    routes: [{ prefix: '/', upstream: 'http://127.0.0.1:1', getUpstream: (request) => request.headers['x-to'] as string }]
+    routes: [{ prefix: '/a/', upstream: 'http://127.0.0.1:1', getUpstream: to }, { prefix: '/b/', upstream: 'http://127.0.0.1:1', getUpstream: to }]
   })
-  const held = request(url + '/held', { headers: { 'x-to': origin(first.server) } })
+  const held = request(url + '/a/held', { headers: { 'x-to': origin(first.server) } })
   await waitFor(() => release !== null, 2000, 'the first origin to hold its request')
   // Every other origin once: the first (held) one is now the least recently used and is evicted.
-  for (const server of others) t.equal((await request(url + '/', { headers: { 'x-to': origin(server) } })).status, 200)
+  for (const server of others) t.equal((await request(url + '/b/', { headers: { 'x-to': origin(server) } })).status, 200)
   t.equal(app.wsProxy.upstreamConnections, DYNAMIC_ORIGINS, 'the evicted pool is no longer counted')
   t.equal(await connections(first.server), 1, 'its connection is still open, the request in flight');
   (release as unknown as () => void)()
@@ -165,9 +182,12 @@ t.test(`origins beyond ${DYNAMIC_ORIGINS} evict the least recently used; its req
     if (open > 0) await new Promise((resolve) => setTimeout(resolve, 20))
   }
   t.equal(open, 0, 'then the evicted pool closed its connection')
-  const again = await get(url + '/again', { 'x-to': origin(first.server) })
-  t.match(again, { status: 200, json: { name: 'first', url: '/again' } }, 'an evicted origin gets a new pool')
-  t.same(first.hits, ['/held', '/again'])
+  t.match(await get(url + '/a/again', { 'x-to': origin(first.server) }), { status: 200, json: { name: 'first', url: '/a/again' } },
+    'the route that knew the evicted origin gets a new pool for it')
+  t.match(await get(url + '/b/again', { 'x-to': origin(first.server) }), { status: 200, json: { name: 'first', url: '/b/again' } },
+    `a route's own ${DYNAMIC_ORIGINS + 1}th string: its least recently used one is forgotten`)
+  t.equal(app.wsProxy.upstreamConnections, DYNAMIC_ORIGINS, 'still one pool per kept origin')
+  t.same(first.hits, ['/a/held', '/a/again', '/b/again'])
 })
 
 t.test('options: a function is required, kept as given (never cloned), refused from a JSON config; the schemas accept it', async (t) => {
@@ -192,6 +212,8 @@ t.test('options: a function is required, kept as given (never cloned), refused f
       { path: 'routes/1/rewriteRequestHeaders', reason: 'functions cannot come from a JSON config (give it to the plugin in JavaScript)' }
     ]
   })
+  t.throws(() => checkGatewayConfig({ routes: [null] }), { code: 'FST_WS_PROXY_INVALID_OPTION', problems: [{ path: 'routes/0' }] }, 'a route that is not an object is the schema\'s to report')
+  t.match(problemsOf({ routes: [null] }).problems, [{ path: 'routes/0' }])
   const route = JSON.stringify(gatewayJsonSchema())
   t.notMatch(route, /getUpstream|rewriteRequestHeaders/, 'the JSON Schema file leaves them out')
 })

@@ -59,13 +59,13 @@ t.test('several regex names: the one that matched gives the captures, a group it
   const { url } = await gateway(t, {
     routes: [{
       prefix: '/',
-      host: ['~^(one)\\.test$', '~^(t)(w)(o)\\.test$'],
+      host: ['~^(one)\\.test$', '~^(t)(w)(?<last>o)\\.test$'],
       upstream: origin(upstream),
-      requestHeaders: { set: { 'x-caps': '[$1|$2|$3]' } }
+      requestHeaders: { set: { 'x-caps': '[$1|$2|$3|$last]' } }
     }]
   })
-  t.equal(seenOf((await request(url + '/', { headers: { host: 'one.test' } })).body).headers['x-caps'], '[one||]')
-  t.equal(seenOf((await request(url + '/', { headers: { host: 'two.test' } })).body).headers['x-caps'], '[t|w|o]')
+  t.equal(seenOf((await request(url + '/', { headers: { host: 'one.test' } })).body).headers['x-caps'], '[one|||]', 'a name the matching regex lacks is empty too')
+  t.equal(seenOf((await request(url + '/', { headers: { host: 'two.test' } })).body).headers['x-caps'], '[t|w|o|o]')
 })
 
 t.test('a WebSocket upgrade carries the captures upstream', async (t) => {

@@ -62,7 +62,7 @@ export class HostTable {
    * The key of the name a Host selects (nginx's precedence), or undefined when none does. A regex that selects it
    * leaves its match on `req` (`kHostMatch`): the captures `$1`..`$9` and `$name` of the chosen route's templates.
    */
-  select (host: string, req?: IncomingMessage): string | undefined {
+  select (host: string, req: IncomingMessage): string | undefined {
     const exact = this.#exact.get(host)
     if (exact !== undefined) return exact
     for (const wildcard of this.#wildcards) {
@@ -71,7 +71,7 @@ export class HostTable {
     for (const regex of this.#regexes) {
       const match = regex.re.exec(host)
       if (match !== null) {
-        if (req !== undefined) (req as { [kHostMatch]?: RegExpExecArray })[kHostMatch] = match
+        (req as { [kHostMatch]?: RegExpExecArray })[kHostMatch] = match
         return regex.key
       }
     }

@@ -48,11 +48,6 @@ export class DynamicUpstreams {
     this.#size = size
   }
 
-  /** Origins with pools kept now. */
-  get size (): number {
-    return this.#origins.size
-  }
-
   /** The target a returned string names; throws an Error saying why it is not one (logged, never sent to the client). */
   resolve (text: string, tls: TlsOptions | null): DynamicTarget {
     if (!/^https?:\/\//.test(text)) throw new Error(`expected an http: or https: URL or group, got ${JSON.stringify(text)}`)
