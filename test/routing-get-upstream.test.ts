@@ -153,6 +153,21 @@ t.test('upgrades: chosen once per handshake; a throw refuses the handshake with 
   t.equal(calls, 2)
 })
 
+t.test('undefined for an upgrade means the route\'s upgradeUpstream', async (t) => {
+  const { server } = await wsUpstream(t)
+  const upgrades: string[] = []
+  server.on('upgrade', (req: IncomingMessage) => { upgrades.push(req.url as string) })
+  const plain = await named(t, 'plain')
+  const { url } = await gateway(t, {
+    routes: [{ prefix: '/ws/', upstream: 'http://127.0.0.1:1', upgradeUpstream: origin(server), getUpstream: (request) => request.raw.headers.upgrade === undefined ? origin(plain.server) : undefined }]
+  })
+  const ws = await openWs(t, wsUrl(url, '/ws/up'))
+  ws.send('x')
+  t.equal((await messages(ws, 1))[0].data.toString(), 'x')
+  t.match(await get(url + '/ws/plain'), { status: 200, json: { name: 'plain' } })
+  t.same(upgrades, ['/ws/up'])
+})
+
 t.test(`origins beyond ${DYNAMIC_ORIGINS} evict the least recently used; its request in flight still finishes`, async (t) => {
   let release: (() => void) | null = null
   const first = await named(t, 'first', (_req, res) => {
