@@ -82,7 +82,8 @@ export class DynamicUpstreams {
     const [key, entry] = this.#origins.entries().next().value as [string, DynamicOrigin]
     this.#origins.delete(key)
     entry.live = false
-    // undici's close lets requests in flight finish; a tunnel already holds its own socket.
-    for (const server of entry.group.members) server.closePools().catch(() => {})
+    // undici's close lets requests in flight finish; a tunnel already holds its own socket. Settled whatever happens:
+    // a pool's close rejects only when it was already destroyed.
+    Promise.allSettled(entry.group.members.map(async (server) => await server.closePools()))
   }
 }
