@@ -79,8 +79,8 @@ function rows (schema: Node, path: string, out: string[], keep: (key: string) =>
 const HEADER = ['| option | type | required | meaning |', '|---|---|---|---|']
 const plugin = PluginOptionsSchema as unknown as Node
 const route = RouteSchema as unknown as Node
-/** Keys a route has with its own meaning (the plugin's `prefix`, `upstream`, `rewritePrefix` and `limits` differ; `host` and `config` are a route's only). */
-const ROUTE_ONLY = new Set(['prefix', 'upstream', 'upgradeUpstream', 'rewritePrefix', 'limits', 'host', 'config'])
+/** Keys a route has with its own meaning (the plugin's `prefix`, `upstream`, `rewritePrefix` and `limits` differ; `host`, `config` and the functions are a route's only). */
+const ROUTE_ONLY = new Set(['prefix', 'upstream', 'upgradeUpstream', 'rewritePrefix', 'limits', 'host', 'config', 'getUpstream', 'rewriteRequestHeaders'])
 /** Settings written at the plugin level (the default of every route) or on a route. */
 export function sharedKeys (): string[] {
   return Object.keys(route.properties as object).filter((key) => !ROUTE_ONLY.has(key))

@@ -110,3 +110,22 @@ export const FST_WS_PROXY_UNKNOWN_GROUP = createError(
  */
 export const FST_WS_PROXY_ORIGIN_FORBIDDEN = createError(
   'FST_WS_PROXY_ORIGIN_FORBIDDEN', 'Upgrade requests from this Origin are not allowed on this route', 403)
+
+/**
+ * A route's `getUpstream` threw, or returned something that is not an upstream (not a string, an invalid URL, a path
+ * beside `rewritePrefix`, a group of the other scheme). Nothing reaches any upstream; the details are in the log
+ * (in the body only with `exposeErrors`).
+ */
+export const FST_WS_PROXY_GET_UPSTREAM_FAILED = createError(
+  'FST_WS_PROXY_GET_UPSTREAM_FAILED', 'getUpstream of route %s failed: %s', 500)
+
+/** A route's `rewriteRequestHeaders` threw or returned something that is not a headers object. Nothing goes upstream. */
+export const FST_WS_PROXY_REWRITE_HEADERS_FAILED = createError(
+  'FST_WS_PROXY_REWRITE_HEADERS_FAILED', 'rewriteRequestHeaders of route %s failed: %s', 500)
+
+/**
+ * A route's `rewriteRequestHeaders` returned a header field that may not be written into an HTTP head: a name that is
+ * not an RFC 9110 token, or a value with CR, LF, NUL or another control character. Nothing is sent upstream.
+ */
+export const FST_WS_PROXY_BAD_REWRITTEN_HEADER = createError(
+  'FST_WS_PROXY_BAD_REWRITTEN_HEADER', 'rewriteRequestHeaders of route %s returned an invalid header field: %s', 400)

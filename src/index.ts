@@ -41,6 +41,8 @@ export {
   PingSchema, PluginLimitsSchema, RouteLimitsSchema, MetricsSchema, HealthSchema
 } from './options/schema.js'
 export type { Readiness } from './lifecycle/health-endpoints.js'
+export type { GetUpstream, RewriteRequestHeaders, UpstreamRequestHeaders } from './options/schema.js'
+export { DYNAMIC_ORIGINS } from './upstream/dynamic.js'
 export type { WsProxyEvents, TunnelOpenEvent, TunnelCloseEvent, TunnelLogLevel } from './telemetry/events.js'
 export type { MetricsSnapshot, RouteMetrics, LatencyHistogram, StatusClass, UpstreamErrorKind } from './telemetry/stats.js'
 export type { TunnelLimitName } from './upgrade/limits.js'

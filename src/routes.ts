@@ -1,8 +1,8 @@
 import type { IncomingMessage, Server } from 'node:http'
 import type { FastifyContextConfig, FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify'
 import type { Dispatcher } from 'undici'
-import { FST_WS_PROXY_BAD_PATH, FST_WS_PROXY_BODY_TOO_LARGE, FST_WS_PROXY_NO_LIVE_UPSTREAM, FST_WS_PROXY_ORIGIN_FORBIDDEN, FST_WS_PROXY_UPGRADE_WITH_BODY } from './errors.js'
-import { buildRequestHeaders, connectionIntent } from './headers/request-headers.js'
+import { FST_WS_PROXY_BAD_PATH, FST_WS_PROXY_BODY_TOO_LARGE, FST_WS_PROXY_GET_UPSTREAM_FAILED, FST_WS_PROXY_NO_LIVE_UPSTREAM, FST_WS_PROXY_ORIGIN_FORBIDDEN, FST_WS_PROXY_REWRITE_HEADERS_FAILED, FST_WS_PROXY_UPGRADE_WITH_BODY } from './errors.js'
+import { buildRequestHeaders, connectionIntent, headersObject, rewrittenHeaders } from './headers/request-headers.js'
 import type { ResponseHeaderPlan } from './headers/response-headers.js'
 import type { RewriteRule } from './headers/rules.js'
 import { RequestBody, type UploadSet } from './http/body.js'
@@ -21,6 +21,8 @@ import type { UpstreamGroup } from './upstream/group.js'
 import type { ResolvedGroup } from './options/groups.js'
 import type { UpgradeClaim } from './upgrade/listener.js'
 import type { TunnelSet } from './upgrade/tunnels.js'
+import { DYNAMIC_ORIGINS, DynamicUpstreams, type DynamicOrigin } from './upstream/dynamic.js'
+import type { GetUpstream, RewriteRequestHeaders } from './options/schema.js'
 
 /**
  * One proxied route at request time. Everything that depends only on options is computed here once;
@@ -54,20 +56,34 @@ export class RouteProxy implements ExchangeRoute {
   /** Most header fields of a client request (`limits.headers`), and whether error bodies may name upstreams. */
   readonly headerFields: number
   readonly exposeErrors: boolean
+  /** With `getUpstream`: the registration's request-time upstreams, and this route's proxies per returned string. */
+  dynamic: DynamicUpstreams | null = null
+  readonly #chosen = new Map<string, RouteProxy>()
+  /** On a proxy `getUpstream` chose: the cache entry of its URL's origin (null: a configured group). */
+  readonly origin: DynamicOrigin | null
+  readonly #runtime: ProxyRuntime
 
-  constructor (route: ResolvedRoute, fullPrefix: string, runtime: ProxyRuntime, tunnelCount: RouteTunnels) {
+  /** `chosen`: a proxy for an upstream `getUpstream` returned, sharing the route's counters and tunnel count. */
+  constructor (route: ResolvedRoute, fullPrefix: string, runtime: ProxyRuntime, tunnelCount: RouteTunnels,
+    chosen: { group: UpstreamGroup, stats: RouteStats, origin: DynamicOrigin | null } | null = null) {
     this.route = route
     this.fullPrefix = fullPrefix
     this.label = fullPrefix
-    this.group = runtime.groups.get(route.group) as UpstreamGroup
+    this.#runtime = runtime
+    this.origin = chosen?.origin ?? null
+    this.group = chosen?.group ?? runtime.groups.get(route.group) as UpstreamGroup
     this.poolKey = `${route.connectTimeout} ${route.responseHeadLimit}`
     this.responseHeadLimit = route.responseHeadLimit
     this.tunnels = runtime.tunnels
     this.limits = runtime.limits
     this.uploads = runtime.uploads
     this.tunnelCount = tunnelCount
-    this.stats = new RouteStats(fullPrefix, this.group.name)
-    runtime.stats.push(this.stats)
+    if (chosen === null) {
+      this.stats = new RouteStats(fullPrefix, this.group.name)
+      runtime.stats.push(this.stats)
+    } else {
+      this.stats = chosen.stats
+    }
     this.connectTimeout = route.connectTimeout
     this.readTimeout = route.readTimeout
     this.sendTimeout = route.sendTimeout
@@ -163,6 +179,13 @@ export class RouteProxy implements ExchangeRoute {
     // @fastify/websocket, when it routed this upgrade, destroys the socket after the response unless told
     // the request is not its WebSocket; the tunnel owns the socket now.
     if (upgrading && (request as { ws?: boolean }).ws === true) (request as { ws?: boolean }).ws = false
+    if (this.route.getUpstream === null) this.forward(request, reply, url, upgrading, withBody)
+    else this.chosen(request, reply)?.forward(request, reply, url, upgrading, withBody)
+  }
+
+  /** Picks a server of the group and sends the request (or the upgrade) there. */
+  forward (request: FastifyRequest, reply: FastifyReply, url: string, upgrading: boolean, withBody: boolean): void {
+    const req = request.raw
     const route = this.route
     const vars = route.needsVars ? new VarContext(req, request.id, this, request.ip) : null
     const group = this.group
@@ -197,6 +220,7 @@ export class RouteProxy implements ExchangeRoute {
       this.refuse(reply, err as Error)
       return
     }
+    if (route.rewriteRequestHeaders !== null && !this.rewriteHeaders(request, reply, options, route.rewriteRequestHeaders)) return
     const exchange = new ProxyExchange(this, request, reply, vars)
     exchange.options = options
     exchange.hash = hash
@@ -218,6 +242,93 @@ export class RouteProxy implements ExchangeRoute {
       this.uploads.add(body)
     }
     exchange.dispatch(server)
+  }
+
+  /**
+   * `getUpstream`: the proxy for the upstream it returns (this one for `undefined`), or null once the request is answered
+   * with FST_WS_PROXY_GET_UPSTREAM_FAILED (it threw or named no upstream). Proxies are kept per returned string, at most
+   * DYNAMIC_ORIGINS per route, the least recently used going first.
+   */
+  chosen (request: FastifyRequest, reply: FastifyReply): RouteProxy | null {
+    let text: unknown
+    try {
+      text = (this.route.getUpstream as GetUpstream)(request)
+    } catch (err) {
+      this.upstreamFailed(request, reply, err, 'it threw')
+      return null
+    }
+    if (text === undefined) return this
+    if (typeof text !== 'string') {
+      this.upstreamFailed(request, reply, new TypeError(`expected a string or undefined, got ${text === null ? 'null' : typeof text}`), 'it returned no upstream')
+      return null
+    }
+    const known = this.#chosen.get(text)
+    if (known !== undefined && known.origin?.live !== false) {
+      this.#chosen.delete(text)
+      this.#chosen.set(text, known)
+      if (known.origin !== null) (this.dynamic as DynamicUpstreams).touch(known.origin)
+      return known
+    }
+    let proxy: RouteProxy
+    try {
+      proxy = this.derive(text)
+    } catch (err) {
+      this.upstreamFailed(request, reply, err, 'it returned no valid upstream')
+      return null
+    }
+    this.#chosen.delete(text)
+    this.#chosen.set(text, proxy)
+    if (this.#chosen.size > DYNAMIC_ORIGINS) this.#chosen.delete(this.#chosen.keys().next().value as string)
+    return proxy
+  }
+
+  /** This route aimed at what `getUpstream` returned: same settings, that group, `upstream`'s path rules. */
+  derive (text: string): RouteProxy {
+    const target = (this.dynamic as DynamicUpstreams).resolve(text, this.route.tls)
+    const rewritePrefix = this.route.rewritePrefix
+    if (target.path !== null && rewritePrefix !== null) {
+      throw new Error('the URL has a path, which replaces the prefix, and the route has rewritePrefix; give one or the other')
+    }
+    const route: ResolvedRoute = Object.freeze({
+      ...this.route,
+      origin: target.origin,
+      group: target.resolved,
+      proxyHost: target.host,
+      rewrite: rewritePrefix ?? target.path,
+      needsVars: this.route.needsVars || target.resolved.hash?.constant === null,
+      getUpstream: null,
+      upgradeRoute: null
+    })
+    return new RouteProxy(route, this.fullPrefix, this.#runtime, this.tunnelCount, { group: target.group, stats: this.stats, origin: target.entry })
+  }
+
+  /** Answers 500 for a `getUpstream` that threw or named no upstream; the body names nothing internal unless `exposeErrors`. */
+  upstreamFailed (request: FastifyRequest, reply: FastifyReply, err: unknown, what: string): void {
+    request.log.error({ err, route: this.label }, `getUpstream failed (${what}): nothing was sent upstream`)
+    const detail = this.exposeErrors ? `${what}: ${(err as Error).message}` : `${what} (details in the log, request ${request.id})`
+    this.refuse(reply, new FST_WS_PROXY_GET_UPSTREAM_FAILED(this.label, detail))
+  }
+
+  /** `rewriteRequestHeaders` over the built headers; false once the request is answered (it threw, or its result is refused). */
+  rewriteHeaders (request: FastifyRequest, reply: FastifyReply, options: Dispatcher.DispatchOptions, rewrite: RewriteRequestHeaders): boolean {
+    const built = options.headers as string[]
+    let result: unknown
+    try {
+      result = rewrite(request, headersObject(built))
+    } catch (err) {
+      request.log.error({ err, route: this.label }, 'rewriteRequestHeaders threw: nothing was sent upstream')
+      const detail = this.exposeErrors ? `it threw: ${(err as Error).message}` : `it threw (details in the log, request ${request.id})`
+      this.refuse(reply, new FST_WS_PROXY_REWRITE_HEADERS_FAILED(this.label, detail))
+      return false
+    }
+    try {
+      options.headers = rewrittenHeaders(built, result, this.label)
+    } catch (err) {
+      request.log.warn({ err, route: this.label }, 'request refused: rewriteRequestHeaders returned headers that cannot be sent')
+      this.refuse(reply, err as Error)
+      return false
+    }
+    return true
   }
 
   /** Answers a request the proxy refuses itself, counted with the route's answers. */
@@ -291,6 +402,7 @@ export function registerRoutes (instance: FastifyInstance, routes: readonly Reso
   const claimed: UpgradeClaim[] = []
   const requests: UpgradeClaim[] = []
   const hosts = routes.some((route) => route.hosts !== null) ? hostTableFor(instance) : null
+  const dynamic = routes.some((route) => route.getUpstream !== null) ? new DynamicUpstreams(runtime.groups, runtime.pools, instance.log) : null
   if (instance.hasDecorator('websocketServer')) instance.addHook('onRoute', keepProxyHandlers)
   for (const route of routes) {
     for (const method of route.methods) {
@@ -304,6 +416,7 @@ export function registerRoutes (instance: FastifyInstance, routes: readonly Reso
     const tunnelCount = new RouteTunnels(route.tunnelLimit)
     const proxy = new RouteProxy(route, base + route.prefix, runtime, tunnelCount)
     const upgrades = route.upgradeRoute === null ? proxy : new RouteProxy(route.upgradeRoute, proxy.fullPrefix, runtime, tunnelCount)
+    proxy.dynamic = upgrades.dynamic = dynamic
     const handler = (request: FastifyRequest, reply: FastifyReply): void => {
       // Only requests Node handed over as upgrades go to `upgradeUpstream`.
       ((request.raw as { upgrade?: boolean }).upgrade === true ? upgrades : proxy).handle(request, reply)

@@ -26,7 +26,10 @@ const documented: Record<keyof typeof errors, { status: number, base: ErrorConst
   FST_WS_PROXY_BODY_TOO_LARGE: { status: 413, base: Error },
   FST_WS_PROXY_NO_LIVE_UPSTREAM: { status: 502, base: Error },
   FST_WS_PROXY_ORIGIN_FORBIDDEN: { status: 403, base: Error },
-  FST_WS_PROXY_UNKNOWN_GROUP: { status: 500, base: TypeError }
+  FST_WS_PROXY_UNKNOWN_GROUP: { status: 500, base: TypeError },
+  FST_WS_PROXY_GET_UPSTREAM_FAILED: { status: 500, base: Error },
+  FST_WS_PROXY_REWRITE_HEADERS_FAILED: { status: 500, base: Error },
+  FST_WS_PROXY_BAD_REWRITTEN_HEADER: { status: 400, base: Error }
 }
 
 t.test('every export is a documented error', async (t) => {

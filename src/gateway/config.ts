@@ -5,7 +5,7 @@ import { Value } from '@sinclair/typebox/value'
 import { FST_WS_PROXY_INVALID_OPTION } from '../errors.js'
 import { PluginOptionsSchema, type WsProxyOptions } from '../options/schema.js'
 import { resolveOptions } from '../options/resolve.js'
-import { invalidOptions } from '../options/problems.js'
+import { invalidOptions, type OptionProblem } from '../options/problems.js'
 import { schemaProblems } from '../options/schema-problems.js'
 
 /** The standalone gateway's JSON config: the plugin's options plus where to listen, the server's client limits and how much to log. */
@@ -54,7 +54,7 @@ export function checkGatewayConfig (value: unknown): CheckedGatewayConfig {
     throw new FST_WS_PROXY_INVALID_OPTION('(root)', 'expected a JSON object')
   }
   // Every problem at once (defaults are valid: checking before they are applied accepts and rejects the same files).
-  const problems = schemaProblems(checker.Errors(value))
+  const problems = [...functionProblems(value), ...schemaProblems(checker.Errors(value))]
   if (problems.length > 0) throw invalidOptions(problems)
   const copy = Value.Clone(value)
   Value.Default(GatewayConfigSchema, copy)
@@ -63,6 +63,15 @@ export function checkGatewayConfig (value: unknown): CheckedGatewayConfig {
     listen: { host: string, port: number }, logLevel: string, server: CheckedGatewayConfig['server']
   }
   return { host: listen.host, port: listen.port, logLevel, server, pidFile: pidFile ?? null, proxy, warnings: [] }
+}
+
+/** The routes' code-only options (`getUpstream`, `rewriteRequestHeaders`): a JSON file can only hold their absence. */
+function functionProblems (config: object): OptionProblem[] {
+  const routes = (config as { routes?: unknown }).routes
+  if (!Array.isArray(routes)) return []
+  return routes.flatMap((route: unknown, i) => ['getUpstream', 'rewriteRequestHeaders']
+    .filter((key) => route !== null && typeof route === 'object' && key in route)
+    .map((key) => ({ path: `routes/${i}/${key}`, reason: 'functions cannot come from a JSON config (give it to the plugin in JavaScript)' })))
 }
 
 /** Command-line values that replace the config's `listen`. */

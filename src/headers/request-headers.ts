@@ -1,9 +1,10 @@
 import type { IncomingMessage } from 'node:http'
 import type { TLSSocket } from 'node:tls'
 import type { Dispatcher } from 'undici'
-import { FST_WS_PROXY_BAD_HEADER_VALUE } from '../errors.js'
+import { FST_WS_PROXY_BAD_HEADER_VALUE, FST_WS_PROXY_BAD_REWRITTEN_HEADER, FST_WS_PROXY_REWRITE_HEADERS_FAILED } from '../errors.js'
+import type { UpstreamRequestHeaders } from '../options/schema.js'
 import type { VarContext } from '../vars/context.js'
-import { isFieldValue } from './field.js'
+import { isFieldValue, isToken } from './field.js'
 import { connectionTokens, isHopByHop } from './hop-by-hop.js'
 import type { HeaderRule, RequestHeaderRules } from './rules.js'
 
@@ -108,4 +109,61 @@ export function connectionIntent (intent: ConnectionIntent, rules: RequestHeader
   intent.upgrade = canUpgrade && wanted && protocol !== '' ? protocol : null
   // Only ever set to true: undici's own choice (an upgrade never returns to the pool) must not be overridden.
   if (intent.upgrade === null && tokens?.includes('close') === true) intent.reset = true
+}
+
+/** Fields that stay the proxy's whatever `rewriteRequestHeaders` returns: message framing and hop-by-hop fields. */
+function isManaged (lower: string): boolean {
+  return isHopByHop(lower) || lower === 'content-length' || lower === 'expect'
+}
+
+/**
+ * The built upstream header list as `rewriteRequestHeaders` gets it: lower-case names, a repeated field as an array.
+ * A null-prototype object, so a client field named `__proto__` is a field like any other.
+ */
+export function headersObject (list: readonly string[]): UpstreamRequestHeaders {
+  const headers: UpstreamRequestHeaders = Object.create(null) as UpstreamRequestHeaders
+  for (let i = 0; i < list.length; i += 2) {
+    const lower = list[i].toLowerCase()
+    const known = headers[lower]
+    if (known === undefined) headers[lower] = list[i + 1]
+    else if (typeof known === 'string') headers[lower] = [known, list[i + 1]]
+    else known.push(list[i + 1])
+  }
+  return headers
+}
+
+/**
+ * The header list from what `rewriteRequestHeaders` returned, checked as any header the proxy writes: a name that is not
+ * a token or a value with CR, LF, NUL or another control is FST_WS_PROXY_BAD_REWRITTEN_HEADER (400, the message never
+ * echoes the bytes); a result that is not headers is FST_WS_PROXY_REWRITE_HEADERS_FAILED (500). What it says of
+ * Content-Length, Expect and hop-by-hop fields is ignored: the built ones are kept (the body's framing and the
+ * connection are the proxy's).
+ */
+export function rewrittenHeaders (built: readonly string[], result: unknown, route: string): string[] {
+  if (result === null || typeof result !== 'object' || Array.isArray(result)) {
+    throw new FST_WS_PROXY_REWRITE_HEADERS_FAILED(route, 'expected it to return a headers object')
+  }
+  const out: string[] = []
+  for (const [name, value] of Object.entries(result as Record<string, unknown>)) {
+    if (value === undefined) continue
+    if (!isToken(name)) throw new FST_WS_PROXY_BAD_REWRITTEN_HEADER(route, 'a name that is not an RFC 9110 token')
+    const lower = name.toLowerCase()
+    if (isManaged(lower)) continue
+    if (typeof value === 'string') {
+      pushChecked(out, name, value, route)
+    } else if (Array.isArray(value) && lower !== 'host' && value.every((item) => typeof item === 'string')) {
+      for (const item of value as string[]) pushChecked(out, name, item, route)
+    } else {
+      throw new FST_WS_PROXY_REWRITE_HEADERS_FAILED(route, `header ${name}: expected ${lower === 'host' ? 'one string' : 'a string or an array of strings'}`)
+    }
+  }
+  for (let i = 0; i < built.length; i += 2) {
+    if (isManaged(built[i].toLowerCase())) out.push(built[i], built[i + 1])
+  }
+  return out
+}
+
+function pushChecked (out: string[], name: string, value: string, route: string): void {
+  if (!isFieldValue(value)) throw new FST_WS_PROXY_BAD_REWRITTEN_HEADER(route, `header ${name}: a value with CR, LF, NUL or another control character`)
+  out.push(name, value)
 }

@@ -2,8 +2,8 @@ import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { Value } from '@sinclair/typebox/value'
 import { FST_WS_PROXY_INVALID_OPTION } from '../errors.js'
 import { compileRequestRules, compileResponseRules, compileRewriteRule, compileRewriteRules, type RequestHeaderRules, type ResponseRules, type RewriteRule } from '../headers/rules.js'
-import type { LookupScope } from '../vars/builtins.js'
-import { MapRegistry } from '../vars/maps.js'
+import type { CaptureNames, LookupScope } from '../vars/builtins.js'
+import { captureNames, MapRegistry } from '../vars/maps.js'
 import type { TunnelLogLevel } from '../telemetry/events.js'
 import { compileOrigins, type OriginAllowList } from '../upgrade/origins.js'
 import { UpgradeProtocols } from '../security/upgrade-protocols.js'
@@ -14,7 +14,7 @@ import { ProblemList, type OptionProblem } from './problems.js'
 import { schemaProblems } from './schema-problems.js'
 import { closest } from './suggest.js'
 import type { TlsOptions } from './upstream-schema.js'
-import { PluginOptionsSchema, PROXIED_METHODS, type LimitOptions, type MetricsRegistry, type PoolOptions, type RouteOptions, type TimeoutOptions, type WsProxyOptions } from './schema.js'
+import { PluginOptionsSchema, PROXIED_METHODS, type GetUpstream, type RewriteRequestHeaders, type LimitOptions, type MetricsRegistry, type PoolOptions, type RouteOptions, type TimeoutOptions, type WsProxyOptions } from './schema.js'
 
 // Compiled once when the module loads; `register` only copies, applies defaults and checks.
 const checker = TypeCompiler.Compile(PluginOptionsSchema)
@@ -67,6 +67,12 @@ export interface ResolvedRoute {
   readonly hosts: readonly HostPattern[] | null
   /** The Fastify route's `config` (`routes[].config`), as given. */
   readonly config: Readonly<Record<string, unknown>>
+  /** `routes[].getUpstream` and `routes[].rewriteRequestHeaders` (JavaScript API), or null. */
+  readonly getUpstream: GetUpstream | null
+  readonly rewriteRequestHeaders: RewriteRequestHeaders | null
+  /** `rewritePrefix` as given (null: none), and the plugin's `tls`: how a URL from `getUpstream` is used. */
+  readonly rewritePrefix: string | null
+  readonly tls: TlsOptions | null
 }
 
 export interface ResolvedOptions {
@@ -118,6 +124,8 @@ export function resolveOptions (options: unknown): ResolvedOptions {
   const resolvers = setAsideResolvers(own)
   const configs = new Map<number, Record<string, unknown>>()
   const configProblems = setAsideRouteConfigs(own, configs)
+  const functions = new Map<number, RouteFunctions>()
+  configProblems.push(...setAsideRouteFunctions(own, functions))
   // Checked before the copy: Value.Clone throws its own uncoded error on a function or a bigint (say a hook from
   // another proxy plugin's options), which the check reports as the bad option it is. Defaults are valid, so
   // checking before they are applied accepts and rejects the same options.
@@ -130,6 +138,7 @@ export function resolveOptions (options: unknown): ResolvedOptions {
     ((copy as WsProxyOptions).upstreams?.[name].resolve as Record<string, unknown>).resolver = resolver
   }
   for (const [i, config] of configs) ((copy as WsProxyOptions).routes as RouteOptions[])[i].config = config
+  for (const [i, hooks] of functions) Object.assign(((copy as WsProxyOptions).routes as RouteOptions[])[i], hooks)
   return buildResolved(copy as WsProxyOptions, registry)
 }
 
@@ -148,6 +157,37 @@ function setAsideRouteConfigs (own: Record<string, unknown>, configs: Map<number
       problems.push({ path: `routes/${i}/config`, reason: 'expected an object (the Fastify route config)' })
     } else {
       configs.set(i, config as Record<string, unknown>)
+    }
+    return rest
+  })
+  return problems
+}
+
+type RouteFunctions = Pick<RouteOptions, 'getUpstream' | 'rewriteRequestHeaders'>
+
+const ROUTE_FUNCTIONS = {
+  getUpstream: '(request) => string | undefined',
+  rewriteRequestHeaders: '(request, headers) => headers'
+} as const
+
+/** The routes' functions (`getUpstream`, `rewriteRequestHeaders`), taken out like their `config`: code is never copied. */
+function setAsideRouteFunctions (own: Record<string, unknown>, functions: Map<number, RouteFunctions>): OptionProblem[] {
+  const problems: OptionProblem[] = []
+  if (!Array.isArray(own.routes)) return problems
+  own.routes = own.routes.map((route: unknown, i) => {
+    if (route === null || typeof route !== 'object') return route
+    const rest: Record<string, unknown> = { ...route }
+    for (const [key, signature] of Object.entries(ROUTE_FUNCTIONS)) {
+      const fn = rest[key]
+      delete rest[key]
+      if (fn === undefined) continue
+      if (typeof fn !== 'function') {
+        problems.push({ path: `routes/${i}/${key}`, reason: `expected a function ${signature}` })
+        continue
+      }
+      const hooks = functions.get(i) ?? {}
+      hooks[key as keyof RouteFunctions] = fn as never
+      functions.set(i, hooks)
     }
     return rest
   })
@@ -325,7 +365,8 @@ function resolveRoute (route: RouteOptions, at: string, plugin: Defaulted, maps:
   if (path !== null && route.rewritePrefix !== undefined) {
     fail(`${at}rewritePrefix`, 'the upstream URL already has a path, which replaces the prefix (nginx proxy_pass URI); give one or the other')
   }
-  const rules = resolveHeaderRules(route, at, plugin, maps)
+  const hosts = compileHosts(route.host, `${at}host`)
+  const rules = resolveHeaderRules(route, at, plugin, maps, hostCaptureNames(hosts))
   const ping = route.ping ?? plugin.ping
   const resolved: ResolvedRoute = {
     prefix: route.prefix,
@@ -353,8 +394,12 @@ function resolveRoute (route: RouteOptions, at: string, plugin: Defaulted, maps:
     allowedOrigins: route.allowedOrigins === undefined ? origins : compileOrigins(route.allowedOrigins, `${at}allowedOrigins`),
     upgradeProtocols: new UpgradeProtocols(route.upgradeProtocols ?? plugin.upgradeProtocols ?? null),
     upgradeRoute: null,
-    hosts: compileHosts(route.host, `${at}host`),
-    config: route.config ?? {}
+    hosts,
+    config: route.config ?? {},
+    getUpstream: route.getUpstream ?? null,
+    rewriteRequestHeaders: route.rewriteRequestHeaders ?? null,
+    rewritePrefix: route.rewritePrefix ?? null,
+    tls: plugin.tls ?? null
   }
   if (route.upgradeUpstream === undefined) return Object.freeze(resolved)
   const target = targets.resolve(route.upgradeUpstream, `${at}upgradeUpstream`)
@@ -379,8 +424,8 @@ type HeaderSettings = Pick<ResolvedRoute, 'requestRules' | 'responseRules' | 're
  * rules are taken whole from the route when it has them. The shorthand's single route has no options of its own,
  * so its rules are the plugin's, named at the plugin's path.
  */
-function resolveHeaderRules (route: RouteOptions, at: string, plugin: Defaulted, maps: MapRegistry): HeaderSettings {
-  const request: LookupScope = { response: false, map: maps.lookup, captures: null }
+function resolveHeaderRules (route: RouteOptions, at: string, plugin: Defaulted, maps: MapRegistry, hostCaptures: CaptureNames | null): HeaderSettings {
+  const request: LookupScope = { response: false, map: maps.lookup, captures: null, hostCaptures }
   const response: LookupScope = { ...request, response: true }
   const own = at === '' ? undefined : route
   const levels = (key: string) => ({ plugin: `${key}/`, route: `${at}${key}/` })
@@ -404,6 +449,16 @@ function hostKeys (host: string | string[] | undefined): string[] {
   if (host === undefined) return ['']
   // A name listed twice in one route (`a.test`, `A.test.`) is one name, not a route duplicating itself.
   return [...new Set((typeof host === 'string' ? [host] : host).map((name) => name.startsWith('~') ? name : name.toLowerCase().replace(/\.$/, '')))]
+}
+
+/**
+ * What `$1`..`$9` and `$name` may name in a route's templates: the most groups and every name over its `~regex` hosts
+ * (nginx `server_name` captures); null when it has none. A group the regex that matched lacks is empty.
+ */
+function hostCaptureNames (hosts: readonly HostPattern[] | null): CaptureNames | null {
+  const regexes = (hosts ?? []).flatMap((pattern) => pattern.kind === 'regex' ? [captureNames(pattern.re)] : [])
+  if (regexes.length === 0) return null
+  return { count: Math.max(...regexes.map((c) => c.count)), names: [...new Set(regexes.flatMap((c) => c.names))] }
 }
 
 function compileHosts (host: string | string[] | undefined, at: string): readonly HostPattern[] | null {

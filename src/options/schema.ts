@@ -1,5 +1,6 @@
 import { TUNNEL_LOG_LEVELS } from '../telemetry/events.js'
 import { TlsSchema, UpstreamGroupSchema, type UpstreamGroupOptions } from './upstream-schema.js'
+import type { FastifyRequest } from 'fastify'
 import { Type, type Static, type TObject, type TOptional, type TInteger, type TArray, type TUnion, type TLiteral } from '@sinclair/typebox'
 
 // The schema is the single source of the options: TS types are derived from it, `register` and the CLI
@@ -209,6 +210,18 @@ export const RouteSchema = Type.Object({
     description: 'The Fastify route\'s `config` (`request.routeOptions.config` in hooks), for per-route plugin settings such as ' +
       '@fastify/rate-limit\'s `rateLimit`; applies to the route\'s upgrades too.'
   })),
+  getUpstream: Type.Optional(Type.Unsafe<GetUpstream>(Type.Any({
+    title: 'function',
+    description: 'Function `(request) => string | undefined`, called once per request and upgrade: the upstream for this one, ' +
+      'a URL or a group (`http://name`) with the same path rules as `upstream`; `undefined`: the route\'s. Synchronous; a throw ' +
+      'or an invalid answer is a 500 (not in a JSON config).'
+  }))),
+  rewriteRequestHeaders: Type.Optional(Type.Unsafe<RewriteRequestHeaders>(Type.Any({
+    title: 'function',
+    description: 'Function `(request, headers) => headers` over the upstream request\'s headers (lower-case names), after the header ' +
+      'rules, for requests and upgrades. Its result is checked like any header (an invalid name or value is a 400, never sent); ' +
+      '`Content-Length`, `Expect` and hop-by-hop fields stay the proxy\'s. Synchronous; a throw is a 500 (not in a JSON config).'
+  }))),
   ...inheritable(false)
 }, { additionalProperties: false, description: 'One proxied location.' })
 
@@ -299,8 +312,27 @@ export const PluginOptionsSchema = Type.Object({
 
 // The types a user meets in tsc's messages are named interfaces (not aliases, which tsc spells out key by key):
 // a misspelt key then reads "'tmeouts' does not exist in type 'WsProxyOptions'".
+/**
+ * `routes[].getUpstream`: the upstream of one request or upgrade, a URL (`http://127.0.0.1:3001`, with the path rules of
+ * `upstream`) or a group (`http://name`); `undefined` sends it to the route's `upstream`. Synchronous, called once each.
+ */
+export type GetUpstream = (request: FastifyRequest) => string | undefined
+
+/** The upstream request's header fields as `rewriteRequestHeaders` gets them: lower-case names, repeated fields as arrays. */
+export type UpstreamRequestHeaders = Record<string, string | string[]>
+
+/**
+ * `routes[].rewriteRequestHeaders`: the header fields sent upstream, from those the proxy built (after the header rules).
+ * It may change `headers` and return it, or return a new object; a name whose value is `undefined` is not sent.
+ */
+export type RewriteRequestHeaders = (request: FastifyRequest, headers: UpstreamRequestHeaders) => Record<string, string | readonly string[] | undefined>
+
 /** One proxied route (a nginx `location` with `proxy_pass`). */
 export interface RouteOptions extends Static<typeof RouteSchema> {
+  /** Chooses the upstream per request or upgrade (JavaScript API only). */
+  getUpstream?: GetUpstream
+  /** Rewrites the upstream request's headers after the header rules (JavaScript API only). */
+  rewriteRequestHeaders?: RewriteRequestHeaders
   /** Path prefix the route matches, as an nginx prefix `location` (`/chat/` matches `/chat/` and below). */
   prefix: string
   /** nginx `proxy_pass`: an upstream URL (`http://host:port[/path]`), a unix socket or a group (`http://name`). */

@@ -4,6 +4,14 @@ import type { IncomingMessage } from 'node:http'
 // then regular expressions in the order routes give them), and only the routes listing that name compete on the
 // path. Built on Fastify's router constraints, so hooks, 404 handlers and other plugins' routes work as usual.
 
+/** Set on a request whose Host a `~regex` name selected: that regex's match. */
+export const kHostMatch = Symbol('fastify-ws-proxy.hostMatch')
+
+/** The match of the `~regex` host name that selected the request's route, or undefined (an exact or wildcard name). */
+export function hostMatchOf (req: IncomingMessage): RegExpExecArray | undefined {
+  return (req as { [kHostMatch]?: RegExpExecArray })[kHostMatch]
+}
+
 /** One `host` entry compiled: how it matches and the key routes listing it share. */
 export type HostPattern =
   | { readonly kind: 'exact', readonly key: string, readonly name: string }
@@ -50,15 +58,22 @@ export class HostTable {
     }
   }
 
-  /** The key of the name a Host selects (nginx's precedence), or undefined when none does. */
-  select (host: string): string | undefined {
+  /**
+   * The key of the name a Host selects (nginx's precedence), or undefined when none does. A regex that selects it
+   * leaves its match on `req` (`kHostMatch`): the captures `$1`..`$9` and `$name` of the chosen route's templates.
+   */
+  select (host: string, req: IncomingMessage): string | undefined {
     const exact = this.#exact.get(host)
     if (exact !== undefined) return exact
     for (const wildcard of this.#wildcards) {
       if (host.endsWith(wildcard.suffix) || host === wildcard.bare) return wildcard.key
     }
     for (const regex of this.#regexes) {
-      if (regex.re.test(host)) return regex.key
+      const match = regex.re.exec(host)
+      if (match !== null) {
+        (req as { [kHostMatch]?: RegExpExecArray })[kHostMatch] = match
+        return regex.key
+      }
     }
     return undefined
   }
@@ -107,7 +122,7 @@ export function hostStrategy (table: HostTable): {
     // A Host that selects no name, or a name with no route for the path, may still be served by a route without `host`.
     mustMatchWhenDerived: false,
     storage: () => new HostStore(),
-    deriveConstraint: (req) => table.select(requestHost(req)),
+    deriveConstraint: (req) => table.select(requestHost(req), req),
     validate (value) {
       if (!Array.isArray(value)) throw new TypeError('fastify-ws-proxy host constraint: expected an array of host keys')
     }

@@ -2,6 +2,7 @@ import { hostname } from 'node:os'
 import type { TLSSocket } from 'node:tls'
 import type { VarContext } from './context.js'
 import { didYouMean } from '../options/suggest.js'
+import { hostMatchOf } from '../routing/hosts.js'
 
 /** A compiled template or variable: a plain function of the request's context. */
 export type Expr = (c: VarContext) => string
@@ -70,7 +71,7 @@ export const VARIABLE_DOCS: ReadonlyArray<readonly [string, string]> = [
   ['$upstream_status', 'response templates only: the upstream\'s status code'],
   ['$upstream_addr', 'response templates only: `host:port` (or `unix:/path`) of the server that answered; after retries every server tried, `a, b`'],
   ['$upstream_http_<name>', 'response templates only: response header `<name>` from the upstream'],
-  ['$1 … $9, $<group>', 'in the value of a regex map key or rewrite rule: the regex\'s numbered and named captures'],
+  ['$1 … $9, $<group>', 'in the value of a regex map key or rewrite rule: the regex\'s numbered and named captures; elsewhere in a route whose `host` has `~regex` names, that regex\'s captures (nginx `server_name`)'],
   ['$<map name>', 'the value of a map from `maps`']
 ]
 
@@ -81,6 +82,8 @@ export interface LookupScope {
   readonly map: ((name: string) => Expr | undefined) | null
   /** Capture names of the regex whose value this is, or null outside a map value of a regex key. */
   readonly captures: CaptureNames | null
+  /** Capture names over the `~regex` names of the route's `host` (nginx `server_name` captures), in that route's templates. */
+  readonly hostCaptures?: CaptureNames | null
 }
 
 export interface CaptureNames {
@@ -91,7 +94,7 @@ export interface CaptureNames {
 /** The getter for `$name` in this scope; throws an Error whose message says why the name is unknown. */
 export function lookupVariable (name: string, scope: LookupScope): Expr {
   if (/^[0-9]$/.test(name)) {
-    if (scope.captures === null) throw new Error(`$${name} is a regex capture, only available in a map value of a "~" key`)
+    if (scope.captures === null) return hostCapture(name, scope.hostCaptures ?? null)
     if (Number(name) > scope.captures.count) throw new Error(`$${name}: the regex has only ${scope.captures.count} capture group(s)`)
     const index = Number(name)
     // Only evaluated while a match is set; a group that took no part in the match is empty.
@@ -99,6 +102,9 @@ export function lookupVariable (name: string, scope: LookupScope): Expr {
   }
   if (scope.captures !== null && scope.captures.names.includes(name)) {
     return (c) => (c.captures as RegExpExecArray & { groups: Record<string, string | undefined> }).groups[name] ?? ''
+  }
+  if (scope.hostCaptures?.names.includes(name) === true) {
+    return (c) => hostMatchOf(c.req)?.groups?.[name] ?? ''
   }
   const mapped = scope.map?.(name)
   if (mapped !== undefined) return mapped
@@ -115,6 +121,14 @@ export function lookupVariable (name: string, scope: LookupScope): Expr {
     return upstreamHeader(name.slice(14).replaceAll('_', '-').toLowerCase())
   }
   throw new Error(`unknown variable $${name}${unknownHint(name)}`)
+}
+
+/** `$1`..`$9` outside a map value: a capture of the route's `~regex` host, empty when a name without one chose the route. */
+function hostCapture (name: string, captures: CaptureNames | null): Expr {
+  if (captures === null) throw new Error(`$${name} is a regex capture, only available in a map value of a "~" key or in a route whose host has a "~regex"`)
+  const index = Number(name)
+  if (index > captures.count) throw new Error(`$${name}: the route's host regex has only ${captures.count} capture group(s)`)
+  return (c) => hostMatchOf(c.req)?.[index] ?? ''
 }
 
 /** The closest built-in name, or else how a request header of that name would be written. */
