@@ -5,6 +5,7 @@ import { compileRequestRules, compileResponseRules, compileRewriteRule, compileR
 import type { LookupScope } from '../vars/builtins.js'
 import { MapRegistry } from '../vars/maps.js'
 import type { TunnelLogLevel } from '../telemetry/events.js'
+import type { TunnelDrainMode } from '../upgrade/tunnel.js'
 import { compileOrigins, type OriginAllowList } from '../upgrade/origins.js'
 import { UpgradeProtocols } from '../security/upgrade-protocols.js'
 import { compileHost, type HostPattern } from '../routing/hosts.js'
@@ -67,6 +68,8 @@ export interface ResolvedRoute {
   readonly hosts: readonly HostPattern[] | null
   /** The Fastify route's `config` (`routes[].config`), as given. */
   readonly config: Readonly<Record<string, unknown>>
+  /** How its tunnels end when the app drains (the route's `tunnelDrain`, else the plugin's). */
+  readonly tunnelDrain: TunnelDrainMode
 }
 
 export interface ResolvedOptions {
@@ -270,6 +273,7 @@ type Defaulted = WsProxyOptions & {
   exposeErrors: boolean
   closeGracePeriod: number
   tunnelLogLevel: TunnelLogLevel
+  tunnelDrain: TunnelDrainMode
   preserveHost: boolean
   xForwarded: boolean
   upgrade: boolean
@@ -354,7 +358,8 @@ function resolveRoute (route: RouteOptions, at: string, plugin: Defaulted, maps:
     upgradeProtocols: new UpgradeProtocols(route.upgradeProtocols ?? plugin.upgradeProtocols ?? null),
     upgradeRoute: null,
     hosts: compileHosts(route.host, `${at}host`),
-    config: route.config ?? {}
+    config: route.config ?? {},
+    tunnelDrain: route.tunnelDrain ?? plugin.tunnelDrain
   }
   if (route.upgradeUpstream === undefined) return Object.freeze(resolved)
   const target = targets.resolve(route.upgradeUpstream, `${at}upgradeUpstream`)
