@@ -2,6 +2,7 @@ import t from 'tap'
 import { once } from 'node:events'
 import { WebSocket } from 'ws'
 import { within, type Teardown } from './helpers/servers.js'
+import { parseFrames, rawClient, wsHandshakeHead } from './helpers/ws.js'
 import { configDir, exitCode, waitForOutput } from './helpers/cli.js'
 import { upstream, config, startCluster, primaryLines, waitForCount } from './helpers/cluster.js'
 
@@ -53,6 +54,11 @@ t.test('deadline: a reload leaves live tunnels relaying until the close window, 
   const { run, base } = await startCluster(t, file)
   const ws = base.replace('http', 'ws')
   const tunnels = await Promise.all([tracked(t, `${ws}/a`, 100), tracked(t, `${ws}/b`, 100)])
+  // A client that never answers the Close: its connection ends once the upstream has answered (nothing more can
+  // flow), within the grace period. (Both sides mute: destroyed at the deadline, tunnel-drain-modes.test.ts.)
+  const mute = await rawClient(t, Number(new URL(base).port))
+  mute.socket.write(wsHandshakeHead('/mute'))
+  await mute.contains('\r\n\r\n', 5000)
   const before = run.output().length
   run.child.kill('SIGHUP')
   await waitForOutput(run, /"msg":"reloaded: the new workers serve, the old ones drain"/, 30_000, before)
@@ -65,6 +71,11 @@ t.test('deadline: a reload leaves live tunnels relaying until the close window, 
     t.ok(after >= GRACE - WINDOW - SLACK && after < GRACE + 3000, `tunnel ${i} closed ${after} ms after the reload (window at ${GRACE - WINDOW})`)
     t.ok(s.echoes - echoesThen[i] >= 10, `tunnel ${i} kept relaying through the drain (${s.echoes - echoesThen[i]} echoes)`)
   }
+  await mute.end(GRACE + 5000)
+  const cut = Date.now() - reloadedAt
+  const [close] = parseFrames(mute.bytes.subarray(mute.text.indexOf('\r\n\r\n') + 4))
+  t.same([close?.opcode, close?.payload.subarray(2).toString()], [0x8, 'reload'], 'the mute client got its Close "reload" too')
+  t.ok(cut >= GRACE - WINDOW - SLACK && cut < GRACE + 4000, `and its connection ended ${cut} ms after the reload`)
   await waitForCount(run, 'worker drained and exited', 2)
   // The new generation serves; a stop sends its tunnels away with `shutdown`.
   const late = await tracked(t, `${ws}/late`)
