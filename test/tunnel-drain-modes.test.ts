@@ -18,6 +18,7 @@ import {
   within, wsClosed, wsHandshakeHead, wsUrl, type ScriptedServer
 } from './helpers/ws.js'
 import { problemsOf } from './helpers/options.js'
+import { Registry } from 'prom-client'
 
 const CLOSE = 0x8
 /** Timers fire no earlier than asked, but `Date.now()` is read on either side of them: a few ms of slack. */
@@ -249,7 +250,9 @@ t.test('spread with one tunnel, drained for a reload: Close 1001 "reload" both w
   const sides = serverSides(wss)
   const logs = logCapture()
   const grace = 2000
-  const { app, url } = await gateway(t, { upstream: origin(server), tunnelDrain: 'spread', closeGracePeriod: grace }, { logger: { level: 'info', stream: logs.stream } })
+  const registry = new Registry()
+  const { app, url } = await gateway(t, { upstream: origin(server), tunnelDrain: 'spread', closeGracePeriod: grace, metrics: { registry } },
+    { logger: { level: 'info', stream: logs.stream } })
   const events = closeEvents(app)
   const ws = await openWs(t, wsUrl(url, '/x'))
   const closed = wsClosed(ws, grace + 3000)
@@ -266,6 +269,9 @@ t.test('spread with one tunnel, drained for a reload: Close 1001 "reload" both w
   t.same(events.map((e) => e.reason), ['reload'])
   t.match(logs.records.filter((r) => r.msg === 'tunnel closed'), [{ reason: 'reload' }])
   t.match(app.wsProxy.metrics().routes[0].tunnels.closed, { reload: 1, shutdown: 0 })
+  const text = await registry.metrics()
+  t.match(text, /fastify_ws_proxy_tunnels_closed_total\{route="\/",[^}]*reason="reload"\} 1/, 'the metrics label says reload')
+  t.match(text, /fastify_ws_proxy_tunnels_closed_total\{route="\/",[^}]*reason="shutdown"\} 0/)
 })
 
 /** A raw WebSocket client that answers the proxy's Close with its own and records when it came and what it said. */
