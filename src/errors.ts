@@ -59,7 +59,10 @@ export const FST_WS_PROXY_METHOD_NOT_ALLOWED = createError(
 export const FST_WS_PROXY_RESPONSE_ABORTED = createError(
   'FST_WS_PROXY_RESPONSE_ABORTED', 'Response from upstream %s aborted after its head was sent: %s', 502)
 
-/** A tunnel's upstream sent nothing for `timeouts.read` ms, so the tunnel was closed (logged only). */
+/**
+ * A tunnel's upstream sent nothing for `timeouts.read` ms, so the tunnel was closed (logged only: the timer's log
+ * line carries this `code`, without an error object or stack, since a timeout is no exception).
+ */
 export const FST_WS_PROXY_TUNNEL_READ_TIMEOUT = createError(
   'FST_WS_PROXY_TUNNEL_READ_TIMEOUT', 'Tunnel to upstream %s closed: upstream silent for %d ms', 504)
 
@@ -78,8 +81,9 @@ export const FST_WS_PROXY_UPGRADE_WITH_BODY = createError(
   'FST_WS_PROXY_UPGRADE_WITH_BODY', 'An upgrade request with a body cannot be proxied', 501)
 
 /**
- * A tunnel was closed by one of its other timers (logged only): `send` (the upstream took no bytes), `idle`
- * (nothing either way), `maxTunnelLifetime`, or `ping` (the client did not answer the proxy's ping).
+ * A tunnel was closed by one of its other timers (logged only, as the `code` of the timer's log line): `send` (the
+ * upstream took no bytes), `idle` (nothing either way), `maxTunnelLifetime`, or `ping` (the client did not answer
+ * the proxy's ping).
  */
 export const FST_WS_PROXY_TUNNEL_TIMEOUT = createError(
   'FST_WS_PROXY_TUNNEL_TIMEOUT', 'Tunnel to upstream %s closed: %s', 504)

@@ -22,7 +22,7 @@ import { didYouMean } from './options/suggest.js'
 import type { ResolvedGroup } from './options/groups.js'
 import { TunnelLimits } from './upgrade/limits.js'
 import { releaseUpgradeRouter, upgradeRouterFor } from './upgrade/listener.js'
-import { TunnelSet } from './upgrade/tunnels.js'
+import { TunnelSet, type DrainReason } from './upgrade/tunnels.js'
 
 export type {
   WsProxyOptions, RouteOptions, TimeoutOptions, PoolOptions, ProxiedMethod,
@@ -49,7 +49,8 @@ export type { TunnelLimitName } from './upgrade/limits.js'
 export { resolveOptions, type ResolvedOptions, type ResolvedRoute } from './options/resolve.js'
 export type { InvalidOptionsError, OptionProblem } from './options/problems.js'
 export * from './errors.js'
-export type { TunnelCloseReason } from './upgrade/tunnel.js'
+export type { TunnelCloseReason, TunnelDrainMode } from './upgrade/tunnel.js'
+export type { DrainReason } from './upgrade/tunnels.js'
 export { wsProxyRewriteUrl } from './security/rewrite-url.js'
 
 /** The names of the events of `fastify.wsProxy`. */
@@ -84,8 +85,12 @@ export interface WsProxyState extends EventEmitter<WsProxyEvents> {
   group (name: string): UpstreamGroupApi
   /** Whether a drain has begun (`markDraining()` or `app.close()`): readiness answers 503. */
   readonly draining: boolean
-  /** Readiness answers 503 from now on, before `app.close()` (which does it too): for a stop that first sheds new connections. */
-  markDraining (): void
+  /**
+   * Readiness answers 503 from now on, before `app.close()` (which does it too): for a stop that first sheds new connections.
+   * `reason` (default `'shutdown'`) is what `app.close()` then closes tunnels with: `'reload'` for a reload (Close frames,
+   * `tunnelClose` events, logs and metrics say so).
+   */
+  markDraining (reason?: DrainReason): void
 }
 
 /** A named group as `fastify.wsProxy.upstreams()` reports it. */
@@ -109,6 +114,7 @@ declare module 'fastify' {
 class ProxyStateTotals extends EventEmitter<WsProxyEvents> implements WsProxyState, ReadinessSource {
   readonly registrations: ProxyRuntime[] = []
   draining = false
+  drainReason: DrainReason = 'shutdown'
   /** Set once metrics are exported: binds a route's latency histogram. */
   attachLatency: ((route: RouteStats) => void) | null = null
 
@@ -136,8 +142,9 @@ class ProxyStateTotals extends EventEmitter<WsProxyEvents> implements WsProxySta
     return { routes }
   }
 
-  markDraining (): void {
+  markDraining (reason: DrainReason = this.drainReason): void {
     this.draining = true
+    this.drainReason = reason
   }
 
   /** console.log() and util.inspect() show the public state, not the registrations behind it. */
@@ -246,7 +253,7 @@ const plugin: FastifyPluginCallback<WsProxyOptions> = (fastify, options, done) =
   // grace period to close cleanly, as server.close() would otherwise wait for them forever.
   fastify.addHook('preClose', async () => {
     totals.markDraining()
-    await runtime.tunnels.drain(resolved.closeGracePeriod)
+    await runtime.tunnels.drain(resolved.closeGracePeriod, totals.drainReason)
   })
   if (resolved.health !== null) {
     try {

@@ -49,6 +49,7 @@ export class RouteProxy implements ExchangeRoute {
   readonly maxTunnelLifetime: number
   readonly pingInterval: number
   readonly pingTimeout: number
+  readonly tunnelDrain: ResolvedRoute['tunnelDrain']
   readonly bodyLimit: number
   readonly response: ResponseHeaderPlan
   // For VarContext: `$proxy_host`.
@@ -91,6 +92,7 @@ export class RouteProxy implements ExchangeRoute {
     this.maxTunnelLifetime = route.maxTunnelLifetime
     this.pingInterval = route.pingInterval
     this.pingTimeout = route.pingTimeout
+    this.tunnelDrain = route.tunnelDrain
     this.bodyLimit = route.bodyLimit
     this.proxyHost = route.proxyHost
     this.headerFields = runtime.headerFields

@@ -235,7 +235,7 @@ t.test('the demo page in headless Chromium, through the gateway', {
     t.match(handshakeErrors, [/400/], 'Chromium saw the upstream\'s 400, relayed by the gateway')
   })
 
-  await t.test('the gateway drains: the page and a native WebSocket see 1001 "going away"', async (t) => {
+  await t.test('the gateway drains: the page and a native WebSocket see 1001 "going away", reason shutdown', async (t) => {
     // A gateway of its own, so the one above stays up for the others.
     const draining = await demoGateway(t, upstreamUrl)
     const page = await newPage(t)
@@ -249,8 +249,8 @@ t.test('the demo page in headless Chromium, through the gateway', {
     // sends 1001. The browser sees it well before closeGracePeriod (5 s), whose deadline would cut tunnels (1006).
     const drained = drainGateway(draining.app, draining.config)
     await within(logShows(page, /^closed: /m), 4000, 'the page to see its WebSocket close')
-    t.equal((await logLines(page)).at(-1), 'closed: code 1001')
-    t.same((await nativeClosed(page, native)).slice(-1), ['close 1001 clean '])
+    t.equal((await logLines(page)).at(-1), 'closed: code 1001, reason shutdown')
+    t.same((await nativeClosed(page, native)).slice(-1), ['close 1001 clean shutdown'])
     // Chromium keeps a preconnected socket that has sent nothing; the drain closes it with the idle ones, so the
     // whole drain ends well before that deadline too.
     await within(drained, 4000, 'the drain')

@@ -237,6 +237,10 @@ t.test('the injected Close toward the upstream is masked and says 1001', async (
   const key = masked.subarray(2, 6)
   t.same([masked[6] ^ key[0], masked[7] ^ key[1]], [0x03, 0xe9])
   t.same(goingAwayFrame(false), Buffer.from([0x88, 0x02, 0x03, 0xe9]))
+  t.same(goingAwayFrame(false, 'reload'), Buffer.from([0x88, 0x08, 0x03, 0xe9, ...Buffer.from('reload')]), 'the reason follows the code')
+  const withReason = goingAwayFrame(true, 'reload')
+  const mask = withReason.subarray(2, 6)
+  t.same([...withReason.subarray(6)].map((b, i) => b ^ mask[i & 3]), [0x03, 0xe9, ...Buffer.from('reload')], 'masked toward the upstream')
 })
 
 t.test('a header split before the tracker switches to the slow path is not lost nor sent twice', async (t) => {

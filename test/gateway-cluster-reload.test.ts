@@ -104,8 +104,8 @@ t.test('reloads under load (SIGHUP and --reload): no request fails, the new conf
   t.ok(requests > 20 && fresh > 20 && echoes > 5, `the loops ran (${requests} requests, ${retried} retried on a keep-alive connection closed as ` +
     `it was reused; ${fresh} on new connections; ${echoes} echoes, ${sentAway} sent away with 1001 and echoed on a new connection)`)
   t.ok(seen.has('v0') && seen.has('v3'), 'the loop saw the first and the last config')
-  const [code] = await earlyClosed as [number]
-  t.equal(code, 1001, 'a tunnel of a drained worker got 1001 going away')
+  const [code, reason] = await earlyClosed as [number, Buffer]
+  t.same([code, reason.toString()], [1001, 'reload'], 'a tunnel of a drained worker got 1001 going away, reason reload')
   await waitForCount(run, 'worker drained and exited', 6)
   t.match(primaryLines(run, 'worker drained and exited'), Array(6).fill({ code: 0, signal: null }), 'three generations of two workers drained and exited 0')
 

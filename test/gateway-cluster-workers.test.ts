@@ -54,8 +54,8 @@ t.test('SIGTERM drains every worker: in-flight requests finish, tunnels get 1001
   t.equal(res.status, 200)
   t.equal(res.body.toString(), 'slow /x', 'the request in flight finished')
   t.equal(res.headers.connection, 'close', 'and its connection is not kept')
-  const [code] = await wsClosed as [number]
-  t.equal(code, 1001)
+  const [code, reason] = await wsClosed as [number, Buffer]
+  t.same([code, reason.toString()], [1001, 'shutdown'], 'Close 1001, reason shutdown')
   t.equal(await exitCode(run), 0)
   t.ok(Date.now() - started < 4000, 'within the grace period')
   t.equal(primaryLines(run, 'every worker has exited').length, 1)

@@ -60,12 +60,12 @@ t.test('a handshake the upstream accepts during the drain opens a tunnel that is
 
   const closing = app.close()
   // The first client does not answer its Close, so the drain lasts until the deadline; meanwhile the 101 comes.
-  await first.contains('\x88\x02\x03\xe9', 2000)
+  await first.contains('\x88\x0a\x03\xe9shutdown', 2000)
   release()
   await second.contains('\r\n\r\n', 2000)
-  await second.until((r) => r.text.includes('\x88\x02\x03\xe9'), 2000, 'the second tunnel\'s Close')
+  await second.until((r) => r.text.includes('\x88\x0a\x03\xe9shutdown'), 2000, 'the second tunnel\'s Close')
   const frames = parseFrames(second.bytes.subarray(second.text.indexOf('\r\n\r\n') + 4))
-  t.same(frames.map((f) => [f.opcode, f.payload.toString('hex')]), [[8, '03e9']], 'the new tunnel got Close 1001 right after its 101')
+  t.same(frames.map((f) => [f.opcode, f.payload.toString('hex')]), [[8, '03e9' + Buffer.from('shutdown').toString('hex')]], 'the new tunnel got Close 1001 (shutdown) right after its 101')
   await closing
   t.equal(app.wsProxy.tunnels, 0)
 })

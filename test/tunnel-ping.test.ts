@@ -114,13 +114,16 @@ t.test('a client that never answers is closed after about interval + timeout; th
   t.equal(received[0].payload.length, 8, 'the ping carries 8 bytes')
   t.match(received[1], { fin: true, opcode: CLOSE, masked: false })
   t.equal(received[1].payload.readUInt16BE(0), 1001, 'Close 1001 to the client')
+  t.equal(received[1].payload.subarray(2).toString(), 'ping-timeout', 'with the reason ping-timeout')
   await waitFor(() => sides[0]?.code !== null, 2000, 'the upstream side to close')
   t.equal(sides[0].code, 1001, 'Close 1001 to the upstream')
   t.equal(sides[0].pongs.length, 0)
   t.match(logs.records.filter((r) => r.msg === 'tunnel ping timeout'), [{
     level: 30,
     reason: 'ping-timeout',
-    err: { code: 'FST_WS_PROXY_TUNNEL_TIMEOUT', message: `Tunnel to upstream ${origin(server)} closed: ping-timeout after 300 ms` }
+    code: 'FST_WS_PROXY_TUNNEL_TIMEOUT',
+    upstream: origin(server),
+    after: 300
   }])
   t.match(logs.records.filter((r) => r.msg === 'tunnel closed'), [{ level: 30, reason: 'ping-timeout' }])
 })
@@ -144,7 +147,7 @@ t.test('a client that talks but never answers pings is still cut off (its traffi
   const received = frames()
   t.equal(received.filter((f) => f.opcode === PING).length, 1, 'one ping, never answered')
   t.ok(received.filter((f) => f.opcode === 0x1).length >= 3, 'the upstream echoed the client\'s messages meanwhile')
-  t.match(received[received.length - 1], { opcode: CLOSE, payload: Buffer.from([0x03, 0xe9]) }, 'then Close 1001')
+  t.match(received[received.length - 1], { opcode: CLOSE, payload: Buffer.from([0x03, 0xe9, ...Buffer.from('ping-timeout')]) }, 'then Close 1001, reason ping-timeout')
   await waitFor(() => sides[0]?.code !== null, 2000, 'the upstream side to close')
   t.equal(sides[0].code, 1001)
 })

@@ -23,8 +23,10 @@ const CONTINUATION = 0x0
 const TEXT = 0x1
 const CLOSE = 0x8
 
-/** The Close 1001 the proxy sends the client: unmasked, FIN, opcode 8, payload 0x03e9. */
-const GOING_AWAY = Buffer.from([0x88, 0x02, 0x03, 0xe9])
+/** The Close 1001 the proxy sends the client: unmasked, FIN, opcode 8, payload 0x03e9 and the reason `shutdown`. */
+const GOING_AWAY = Buffer.from([0x88, 0x0a, 0x03, 0xe9, ...Buffer.from('shutdown')])
+/** The same Close toward the upstream: masked, so 4 bytes longer. */
+const MASKED_GOING_AWAY_LENGTH = GOING_AWAY.length + 4
 
 /** An unmasked frame (as an upstream sends it). */
 function frame (opcode: number, payload: Buffer, fin = true): Buffer {
@@ -126,8 +128,8 @@ t.test('a ws client and a ws upstream both see Close 1001, and app.close() resol
   const took = Date.now() - started
   t.ok(took < 2000, `app.close() resolved in ${took} ms (closeGracePeriod 3000)`)
   t.equal(app.wsProxy.tunnels, 0, 'no tunnel left once app.close() has resolved')
-  t.same(await atClient, { code: 1001, reason: '' }, 'the client got a Close 1001 "going away"')
-  t.same(await atUpstream, { code: 1001, reason: '' }, 'the upstream got a Close 1001 "going away" too')
+  t.same(await atClient, { code: 1001, reason: 'shutdown' }, 'the client got a Close 1001 "going away", reason shutdown')
+  t.same(await atUpstream, { code: 1001, reason: 'shutdown' }, 'the upstream got a Close 1001 "going away" too, reason shutdown')
 })
 
 // The upstream → client direction: what the upstream sends before the drain (`before`), then after it has begun
@@ -198,14 +200,14 @@ for (const { name, before, after, delivered } of cases) {
     const frames = parseFrames(got)
     t.same(frames.map((f) => f.opcode), [...delivered.map((d) => d[0] & 0x0f), CLOSE])
     const close = frames[frames.length - 1]
-    t.same({ fin: close.fin, masked: close.masked, payload: [...close.payload] }, { fin: true, masked: false, payload: [0x03, 0xe9] })
+    t.same({ fin: close.fin, masked: close.masked, payload: [...close.payload] }, { fin: true, masked: false, payload: [...GOING_AWAY.subarray(2)] })
 
     const toUpstream = connection.afterHead()
     const upFrames = parseFrames(toUpstream)
     t.equal(upFrames.length, 1, 'the upstream got one frame: the client\'s own Close answer was dropped')
-    t.equal(toUpstream.length, 8, 'a masked close frame with a 2-byte payload, nothing else')
-    t.same({ fin: upFrames[0].fin, opcode: upFrames[0].opcode, masked: upFrames[0].masked, code: upFrames[0].payload.readUInt16BE(0) },
-      { fin: true, opcode: CLOSE, masked: true, code: 1001 }, 'the upstream got a masked Close 1001')
+    t.equal(toUpstream.length, MASKED_GOING_AWAY_LENGTH, 'a masked close frame with its code and reason, nothing else')
+    t.same({ fin: upFrames[0].fin, opcode: upFrames[0].opcode, masked: upFrames[0].masked, code: upFrames[0].payload.readUInt16BE(0), reason: upFrames[0].payload.subarray(2).toString() },
+      { fin: true, opcode: CLOSE, masked: true, code: 1001, reason: 'shutdown' }, 'the upstream got a masked Close 1001, reason shutdown')
   })
 }
 
@@ -224,13 +226,13 @@ t.test('a client frame half sent at close: the upstream\'s Close follows that fr
   t.ok(afterHead(client).equals(GOING_AWAY), 'the client got the Close 1001 and nothing else')
   t.equal(connection.afterHead().length, split, 'the upstream got no Close inside the client\'s frame')
   client.socket.write(Buffer.concat([message.subarray(split), maskedFrame(TEXT, Buffer.from('late: dropped')), maskedFrame(CLOSE, closePayload(1001))]))
-  await connection.received.until(() => connection.afterHead().length >= message.length + 8, 3000, 'the frame and the Close')
+  await connection.received.until(() => connection.afterHead().length >= message.length + MASKED_GOING_AWAY_LENGTH, 3000, 'the frame and the Close')
   connection.socket.write(frame(CLOSE, closePayload(1001)))
   await within(closing, 3000, 'app.close()')
   await connection.received.close()
 
   const toUpstream = connection.afterHead()
-  t.equal(toUpstream.length, message.length + 8, 'the frame, the Close and nothing more')
+  t.equal(toUpstream.length, message.length + MASKED_GOING_AWAY_LENGTH, 'the frame, the Close and nothing more')
   t.ok(toUpstream.subarray(0, message.length).equals(message), 'the client frame went on whole, byte for byte')
   const frames = parseFrames(toUpstream)
   t.same(frames.map((f) => [f.opcode, f.masked]), [[BINARY, true], [CLOSE, true]])
@@ -281,7 +283,7 @@ t.test('an upstream that has already sent its Close gets the Close 1001, the cli
   t.ok(afterHead(client).equals(upstreamClose), 'the client got the upstream\'s own Close 1000 and no Close 1001')
   const toUpstream = connection.afterHead()
   const frames = parseFrames(toUpstream)
-  t.equal(toUpstream.length, 8, 'the upstream got one masked close frame, nothing else')
+  t.equal(toUpstream.length, MASKED_GOING_AWAY_LENGTH, 'the upstream got one masked close frame, nothing else')
   t.same(frames.map((f) => [f.opcode, f.masked, f.payload.readUInt16BE(0)]), [[CLOSE, true, 1001]])
 })
 

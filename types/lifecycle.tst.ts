@@ -10,7 +10,9 @@ import wsProxyPlugin, {
   type Readiness,
   type RouteLimitOptions,
   type TunnelCloseEvent,
+  type DrainReason,
   type TunnelCloseReason,
+  type TunnelDrainMode,
   type TunnelOpenEvent,
   type WsProxyOptions
 } from '../src/index.js'
@@ -40,6 +42,20 @@ test('health endpoints: paths or false; readiness answers are typed', () => {
   expect<Readiness['status']>().type.toBe<'ready' | 'draining' | 'no-live-upstream'>()
   expect(app.wsProxy.markDraining()).type.toBe<void>()
   expect(app.wsProxy.draining).type.toBe<boolean>()
+})
+
+test('tunnelDrain: a mode at the plugin and per route; markDraining takes the drain\'s reason', () => {
+  expect<TunnelDrainMode>().type.toBe<'immediate' | 'deadline' | 'spread'>()
+  expect<WsProxyOptions['tunnelDrain']>().type.toBe<TunnelDrainMode | undefined>()
+  expect(app.register).type.toBeCallableWith(wsProxyPlugin, {
+    tunnelDrain: 'deadline',
+    routes: [{ prefix: '/ws/', upstream: 'http://u', tunnelDrain: 'spread' }]
+  })
+  expect(app.register).type.not.toBeCallableWith(wsProxyPlugin, { upstream: 'http://u', tunnelDrain: 'gradual' })
+  expect<DrainReason>().type.toBe<'shutdown' | 'reload'>()
+  expect(app.wsProxy.markDraining('reload')).type.toBe<void>()
+  expect(app.wsProxy.markDraining).type.not.toBeCallableWith('restart')
+  expect<Extract<TunnelCloseReason, 'reload' | 'shutdown'>>().type.toBe<'reload' | 'shutdown'>()
 })
 
 test('a full lifecycle configuration type-checks', () => {

@@ -1,7 +1,7 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import net, { type Socket } from 'node:net'
 import Fastify, { type FastifyInstance } from 'fastify'
-import wsProxyPlugin, { wsProxyRewriteUrl } from '../index.js'
+import wsProxyPlugin, { wsProxyRewriteUrl, type DrainReason } from '../index.js'
 import { gracePeriod, type CheckedGatewayConfig } from './config.js'
 
 /** How often a drain closes keep-alive connections that have gone idle since it began (their last response ended). */
@@ -72,12 +72,12 @@ export async function startGateway (config: CheckedGatewayConfig): Promise<Fasti
  * primary then hands new connections to the other workers) and readiness turns 503; every response from then
  * on closes its connection after it, so busy keep-alive connections end cleanly at their next response.
  * After a quiet period, idle ones are closed, requests in flight finish, tunnels get `closeGracePeriod` to close
- * with 1001; what is still open at that deadline is cut (nginx `worker_shutdown_timeout`).
+ * with 1001 and `reason` as their `tunnelDrain` says; what is still open at that deadline is cut (nginx `worker_shutdown_timeout`).
  */
-export async function drainGateway (app: FastifyInstance, config: CheckedGatewayConfig): Promise<void> {
+export async function drainGateway (app: FastifyInstance, config: CheckedGatewayConfig, reason: DrainReason = 'shutdown'): Promise<void> {
   const server = app.server
   server.prependListener('request', closeAfterResponse)
-  app.wsProxy.markDraining()
+  app.wsProxy.markDraining(reason)
   // net's close, not http's: http's also closes idle keep-alive connections at once, and under load a connection
   // is "idle" for the instant between a response and the request the client is already sending on it.
   const stopped = new Promise<void>((resolve) => { net.Server.prototype.close.call(server, () => resolve()) })

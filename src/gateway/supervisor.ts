@@ -2,6 +2,7 @@ import cluster, { type Worker } from 'node:cluster'
 import { gracePeriod, type CheckedGatewayConfig } from './config.js'
 import type { PrimaryLog } from './primary-log.js'
 import type { FromWorker, ToWorker } from './worker.js'
+import type { DrainReason } from '../upgrade/tunnels.js'
 
 /** Restart backoff after a worker dies: 100 ms, doubled per death in a row, at most 10 s. */
 const BACKOFF_FIRST = 100
@@ -25,6 +26,8 @@ interface Member {
   told: boolean
   /** Told to drain, or to be told at once: its exit is expected. */
   retiring: boolean
+  /** Why it drains: its tunnels are closed with this reason. */
+  drainReason: DrainReason
   killTimer: NodeJS.Timeout | null
 }
 
@@ -123,7 +126,7 @@ export class Supervisor {
     // The new generation fills every slot: a dead old worker is not restarted.
     this.#cancelRespawns()
     this.#serve(config, members)
-    for (const member of old) if (member !== null) this.#retire(member)
+    for (const member of old) if (member !== null) this.#retire(member, 'reload')
     this.#log.info({ generation: this.#generation, workers: this.pids }, 'reloaded: the new workers serve, the old ones drain')
     return true
   }
@@ -158,7 +161,7 @@ export class Supervisor {
   #fork (config: CheckedGatewayConfig, generation: number, slot: number): [Member, Promise<void>] {
     const worker = cluster.fork()
     const member: Member = {
-      worker, slot, generation, grace: gracePeriod(config), readyAt: 0, told: false, retiring: false, killTimer: null
+      worker, slot, generation, grace: gracePeriod(config), readyAt: 0, told: false, retiring: false, drainReason: 'shutdown', killTimer: null
     }
     this.#members.add(member)
     const ready = new Promise<void>((resolve, reject) => {
@@ -170,7 +173,7 @@ export class Supervisor {
       worker.on('message', (message: FromWorker) => {
         if (message.type === 'waiting') {
           member.told = true
-          const reply: ToWorker = member.retiring ? { type: 'drain' } : { type: 'start', config, generation }
+          const reply: ToWorker = member.retiring ? { type: 'drain', reason: member.drainReason } : { type: 'start', config, generation }
           worker.send(reply)
         } else if (message.type === 'ready') {
           member.readyAt = Date.now()
@@ -192,11 +195,12 @@ export class Supervisor {
     return [member, ready]
   }
 
-  #retire (member: Member): void {
+  #retire (member: Member, reason: DrainReason = 'shutdown'): void {
     // Already exited (a generation that failed to start is retired after its failures have exited), or told.
     if (member.retiring || !this.#members.has(member)) return
     member.retiring = true
-    if (member.told && member.worker.isConnected()) member.worker.send({ type: 'drain' } satisfies ToWorker)
+    member.drainReason = reason
+    if (member.told && member.worker.isConnected()) member.worker.send({ type: 'drain', reason } satisfies ToWorker)
     member.killTimer = setTimeout(() => {
       this.#log.warn({ worker: member.worker.process.pid, after: member.grace + KILL_MARGIN }, 'worker still alive after its grace period: killed')
       member.worker.process.kill('SIGKILL')

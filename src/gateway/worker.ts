@@ -2,12 +2,13 @@ import cluster, { type Worker } from 'node:cluster'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import type { CheckedGatewayConfig } from './config.js'
+import type { DrainReason } from '../upgrade/tunnels.js'
 import { drainGateway, startGateway } from './start.js'
 
 /** What the primary tells a worker. */
 export type ToWorker =
   | { type: 'start', config: CheckedGatewayConfig, generation: number }
-  | { type: 'drain' }
+  | { type: 'drain', reason: DrainReason }
 
 /** What a worker tells the primary. */
 export type FromWorker =
@@ -26,18 +27,20 @@ export function runWorker (): void {
   // A send fails only when the primary is gone, and then Node's cluster ends this worker anyway.
   const send = (message: FromWorker, then: () => void = ignore): void => { process.send?.(message, undefined, {}, then) }
 
-  const drain = (): void => {
+  // A reload's drain closes tunnels with the reason `reload`; a stop's (or a signal's) with `shutdown`.
+  const drain = (reason: DrainReason): void => {
     if (draining) return
     draining = true
     const running = started ?? Promise.resolve(null)
     running.then(async (running) => {
-      if (running !== null) await drainGateway(running.app, running.config)
+      if (running !== null) await drainGateway(running.app, running.config, reason)
     }).then(leave, drainFailed)
   }
+  const drainOnSignal = (): void => { drain('shutdown') }
 
   process.on('message', (message: ToWorker) => {
     if (message.type === 'drain') {
-      drain()
+      drain(message.reason)
     } else if (started === null) {
       started = startGateway(message.config).then((app) => {
         send({ type: 'ready', port: (app.server.address() as AddressInfo).port })
@@ -49,8 +52,8 @@ export function runWorker (): void {
       })
     }
   })
-  process.on('SIGINT', drain)
-  process.on('SIGTERM', drain)
+  process.on('SIGINT', drainOnSignal)
+  process.on('SIGTERM', drainOnSignal)
   // Reloading is the primary's job; a terminal hangup that reaches the whole group must not kill the worker.
   process.on('SIGHUP', () => {})
   // A message that arrives before the listener above would be lost: the primary sends the config after this.

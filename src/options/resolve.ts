@@ -5,6 +5,7 @@ import { compileRequestRules, compileResponseRules, compileRewriteRule, compileR
 import type { CaptureNames, LookupScope } from '../vars/builtins.js'
 import { captureNames, MapRegistry } from '../vars/maps.js'
 import type { TunnelLogLevel } from '../telemetry/events.js'
+import type { TunnelDrainMode } from '../upgrade/tunnel.js'
 import { compileOrigins, type OriginAllowList } from '../upgrade/origins.js'
 import { UpgradeProtocols } from '../security/upgrade-protocols.js'
 import { compileHost, type HostPattern } from '../routing/hosts.js'
@@ -73,6 +74,8 @@ export interface ResolvedRoute {
   /** `rewritePrefix` as given (null: none), and the plugin's `tls`: how a URL from `getUpstream` is used. */
   readonly rewritePrefix: string | null
   readonly tls: TlsOptions | null
+  /** How its tunnels end when the app drains (the route's `tunnelDrain`, else the plugin's). */
+  readonly tunnelDrain: TunnelDrainMode
 }
 
 export interface ResolvedOptions {
@@ -310,6 +313,7 @@ type Defaulted = WsProxyOptions & {
   exposeErrors: boolean
   closeGracePeriod: number
   tunnelLogLevel: TunnelLogLevel
+  tunnelDrain: TunnelDrainMode
   preserveHost: boolean
   xForwarded: boolean
   upgrade: boolean
@@ -399,7 +403,8 @@ function resolveRoute (route: RouteOptions, at: string, plugin: Defaulted, maps:
     getUpstream: route.getUpstream ?? null,
     rewriteRequestHeaders: route.rewriteRequestHeaders ?? null,
     rewritePrefix: route.rewritePrefix ?? null,
-    tls: plugin.tls ?? null
+    tls: plugin.tls ?? null,
+    tunnelDrain: route.tunnelDrain ?? plugin.tunnelDrain
   }
   if (route.upgradeUpstream === undefined) return Object.freeze(resolved)
   const target = targets.resolve(route.upgradeUpstream, `${at}upgradeUpstream`)

@@ -28,7 +28,8 @@ export const DEFAULTS = Object.freeze({
   connections: 128,
   keepAliveTimeout: 4_000,
   headerFields: 100,
-  exposeErrors: false
+  exposeErrors: false,
+  tunnelDrain: 'immediate' as const
 })
 
 const ms = (description: string, fallback: number | undefined) =>
@@ -164,9 +165,19 @@ function inheritable (withDefaults: boolean) {
         'An upgrade with another `Origin` gets 403 and never reaches the upstream; one without `Origin` (not from a browser) passes. ' +
         'Compared ignoring case, default ports left out. Plain requests are not checked (that is CORS). A route\'s list replaces ' +
         'the plugin\'s; `false` turns the check off. Default: off.'
+    })),
+    tunnelDrain: Type.Optional(Type.Union(TUNNEL_DRAIN_MODES.map((mode) => Type.Literal(mode)), {
+      ...(withDefaults ? { default: DEFAULTS.tunnelDrain } : {}),
+      description: 'How live tunnels end when the app drains (`app.close()`, a gateway stop or reload), within `closeGracePeriod`: ' +
+        '`immediate`: Close 1001 at once; `deadline` (nginx `worker_shutdown_timeout`): untouched until the close window (the last ' +
+        'tenth of the grace period, at most 1 s), then Close 1001; `spread`: each at its own moment, evenly spaced with jitter ' +
+        'before the close window, so clients reconnect at a steady rate. What is left at the end is destroyed (docs/semantics.md). Default immediate.'
     }))
   }
 }
+
+/** The values of `tunnelDrain`. */
+export const TUNNEL_DRAIN_MODES = ['immediate', 'deadline', 'spread'] as const
 
 // RFC 9110 §5.6.2 token.
 const UPGRADE_PROTOCOL_NAME = "^[!#$%&'*+\\-.^_`|~0-9A-Za-z]+$"

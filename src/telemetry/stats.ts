@@ -2,7 +2,7 @@ import type { TunnelCloseReason } from '../upgrade/tunnel.js'
 import type { TunnelLimitName } from '../upgrade/limits.js'
 
 export const TUNNEL_CLOSE_REASONS: readonly TunnelCloseReason[] = ['client-closed', 'upstream-closed', 'client-error', 'upstream-error',
-  'read-timeout', 'send-timeout', 'idle-timeout', 'lifetime', 'ping-timeout', 'shutdown']
+  'read-timeout', 'send-timeout', 'idle-timeout', 'lifetime', 'ping-timeout', 'shutdown', 'reload']
 
 export const TUNNEL_LIMITS: readonly TunnelLimitName[] = ['global', 'route', 'client']
 

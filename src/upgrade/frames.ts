@@ -93,9 +93,20 @@ export class FrameStream {
   }
 }
 
-/** A Close frame with status 1001 "going away", masked when it goes to the upstream. */
-export function goingAwayFrame (masked: boolean): Buffer {
-  return controlFrame(CLOSE, Buffer.from([0x03, 0xe9]), masked)
+/** The payloads of the Close frames the proxy writes: status 1001 "going away" and a short reason, one per reason. */
+const goingAwayPayloads = new Map<string, Buffer>()
+
+/**
+ * A Close frame with status 1001 "going away" and `reason` (ASCII, at most 123 bytes: a control frame carries at
+ * most 125, RFC 6455 §5.5), masked when it goes to the upstream. Without a reason the payload is the status alone.
+ */
+export function goingAwayFrame (masked: boolean, reason = ''): Buffer {
+  let payload = goingAwayPayloads.get(reason)
+  if (payload === undefined) {
+    payload = Buffer.concat([Buffer.from([0x03, 0xe9]), Buffer.from(reason, 'utf8')])
+    goingAwayPayloads.set(reason, payload)
+  }
+  return controlFrame(CLOSE, payload, masked)
 }
 
 /** A ping with a random 8-byte payload, sent to the client (unmasked); returns the frame and its payload. */

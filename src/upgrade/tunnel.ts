@@ -6,10 +6,16 @@ import { FrameStream, goingAwayFrame, pingFrame, relayFrames, track, type FrameE
 import type { RouteTunnels } from './limits.js'
 import type { UpstreamServer } from '../upstream/server.js'
 
-/** Why a tunnel ended, as logged, counted in metrics and given to `tunnelClose` listeners. */
+/**
+ * Why a tunnel ended, as logged, counted in metrics and given to `tunnelClose` listeners. When the proxy ends a
+ * WebSocket tunnel itself (a timer, `shutdown`, `reload`), the same string is the reason of its Close 1001 frames.
+ */
 export type TunnelCloseReason =
   | 'client-closed' | 'upstream-closed' | 'client-error' | 'upstream-error'
-  | 'read-timeout' | 'send-timeout' | 'idle-timeout' | 'lifetime' | 'ping-timeout' | 'shutdown'
+  | 'read-timeout' | 'send-timeout' | 'idle-timeout' | 'lifetime' | 'ping-timeout' | 'shutdown' | 'reload'
+
+/** How live tunnels end when the app drains (`tunnelDrain`, docs/semantics.md). */
+export type TunnelDrainMode = 'immediate' | 'deadline' | 'spread'
 
 /** A route's tunnel settings, shared by all its tunnels. Times in ms; 0 turns a timer off. */
 export interface TunnelRoute {
@@ -21,6 +27,8 @@ export interface TunnelRoute {
   readonly maxTunnelLifetime: number
   readonly pingInterval: number
   readonly pingTimeout: number
+  /** How its tunnels end when the app drains. */
+  readonly tunnelDrain: TunnelDrainMode
   /** Its counters, and its share of the tunnel limits. */
   readonly stats: RouteStats
   readonly tunnelCount: RouteTunnels
@@ -181,14 +189,16 @@ export class Tunnel implements FrameEvents {
 
   /**
    * A Close 1001 toward each side that has not sent its own Close (none on a blind pipe): at the next boundary, or,
-   * with `onlyAtBoundaryNow`, only where the bytes forwarded so far end on one.
+   * with `onlyAtBoundaryNow`, only where the bytes forwarded so far end on one. Its reason is the tunnel's.
    */
   sayGoingAway (onlyAtBoundaryNow: boolean): void {
     const toClient = this.fromUpstream
     const toUpstream = this.fromClient
     if (toClient === null || toUpstream === null) return
-    if (!toClient.sentClose && (!onlyAtBoundaryNow || toClient.atBoundary)) toClient.inject(goingAwayFrame(false), true, this.client)
-    if (!toUpstream.sentClose && (!onlyAtBoundaryNow || toUpstream.atBoundary)) toUpstream.inject(goingAwayFrame(true), true, this.upstream)
+    // Set by every caller (goAway, expire) before it gets here.
+    const reason = this.reason as TunnelCloseReason
+    if (!toClient.sentClose && (!onlyAtBoundaryNow || toClient.atBoundary)) toClient.inject(goingAwayFrame(false, reason), true, this.client)
+    if (!toUpstream.sentClose && (!onlyAtBoundaryNow || toUpstream.atBoundary)) toUpstream.inject(goingAwayFrame(true, reason), true, this.upstream)
   }
 
   /** Keep-alive: pings the client at the next boundary of the upstream's frames; its pong is consumed. */

@@ -1,10 +1,23 @@
 import type { EventEmitter } from 'node:events'
-import { FST_WS_PROXY_TUNNEL_READ_TIMEOUT, FST_WS_PROXY_TUNNEL_TIMEOUT } from '../errors.js'
 import type { Swept } from '../lifecycle/sweeper.js'
 import type { TunnelCloseEvent, TunnelLogLevel, WsProxyEvents } from '../telemetry/events.js'
 import type { RouteStats } from '../telemetry/stats.js'
 import type { TunnelLimits } from './limits.js'
 import type { Tunnel, TunnelCloseReason, TunnelOwner, TunnelRoute } from './tunnel.js'
+
+/** Why the app drains: the reason its tunnels are closed with. */
+export type DrainReason = 'shutdown' | 'reload'
+
+/** The close window of a grace period (`deadline` mode, and the end of `spread`): a tenth of it, at most 1 s. */
+export function closeWindow (grace: number): number {
+  return Math.min(1000, Math.floor(grace / 10))
+}
+
+/** A tunnel waiting for its moment to go away during a drain. */
+interface Scheduled {
+  readonly tunnel: Tunnel
+  readonly at: number
+}
 
 /**
  * The live tunnels of one plugin registration: their timers (one sweep for all, see Sweeper), their graceful
@@ -21,6 +34,13 @@ export class TunnelSet implements TunnelOwner, Swept {
   #grace = 0
   #drained: (() => void) | null = null
   #deadlineTimer: NodeJS.Timeout | null = null
+  #reason: DrainReason = 'shutdown'
+  /** When the close window opens (`deadline` tunnels go away then; `spread` ones before). */
+  #closeAt = 0
+  /** `deadline` and `spread` tunnels in the order of their moments, the next one at `#next`; one timer for all. */
+  #queue: Scheduled[] = []
+  #next = 0
+  #queueTimer: NodeJS.Timeout | undefined = undefined
 
   constructor (limits: TunnelLimits, events: EventEmitter<WsProxyEvents>, level: TunnelLogLevel, wake: () => void) {
     this.#limits = limits
@@ -60,10 +80,18 @@ export class TunnelSet implements TunnelOwner, Swept {
       })
     }
     this.#wake()
-    // A handshake the upstream accepted after the app began closing goes away at once, with 1001 like the others
-    // (within their deadline, or a grace period of its own when they are all gone: server.close() waits for
-    // every connection, upgraded ones included).
-    if (this.#closing) tunnel.goAway('shutdown', this.#drained === null ? Date.now() + this.#grace : this.#deadline)
+    // A handshake the upstream accepted after the app began closing goes away like the others: at once (within
+    // their deadline, or a grace period of its own when they are all gone: server.close() waits for every
+    // connection, upgraded ones included), or, in the other modes, when the close window opens.
+    if (!this.#closing) return
+    if (this.#drained === null || route.tunnelDrain === 'immediate') {
+      tunnel.goAway(this.#reason, this.#drained === null ? Date.now() + this.#grace : this.#deadline)
+    } else {
+      // Last in the queue: every moment in it is at most `closeAt`.
+      this.#queue.push({ tunnel, at: this.#closeAt })
+      clearTimeout(this.#queueTimer)
+      this.armQueue(Date.now())
+    }
   }
 
   tunnelClosed (tunnel: Tunnel): void {
@@ -111,17 +139,20 @@ export class TunnelSet implements TunnelOwner, Swept {
         tunnel.clientSilentSince = now
       }
       if (tunnel.closing) {
-        if (now >= tunnel.deadline) tunnel.destroy('shutdown')
+        if (now >= tunnel.deadline) tunnel.destroy(this.#reason)
         continue
       }
       const route = tunnel.route
       const expired = expiry(tunnel, route, now)
       if (expired !== null) {
         const [reason, after] = expired
-        const err = reason === 'read-timeout'
-          ? new FST_WS_PROXY_TUNNEL_READ_TIMEOUT(tunnel.server.label, after)
-          : new FST_WS_PROXY_TUNNEL_TIMEOUT(tunnel.server.label, `${reason} after ${after} ms`)
-        tunnel.log.info({ err, reason }, `tunnel ${reason.replace('-', ' ')}`)
+        // A timeout is not an exception: one line with the reason and the setting, no error and no stack.
+        tunnel.log.info({
+          reason,
+          code: reason === 'read-timeout' ? 'FST_WS_PROXY_TUNNEL_READ_TIMEOUT' : 'FST_WS_PROXY_TUNNEL_TIMEOUT',
+          upstream: tunnel.server.label,
+          after
+        }, `tunnel ${reason.replace('-', ' ')}`)
         tunnel.expire(reason, now)
       } else if (route.pingInterval > 0 && !tunnel.pingOutstanding && now - tunnel.pingSentAt >= route.pingInterval) {
         tunnel.ping(now)
@@ -130,29 +161,72 @@ export class TunnelSet implements TunnelOwner, Swept {
   }
 
   /**
-   * Graceful shutdown: every tunnel goes away (Close 1001 frames, or half-close), and what is still open after
-   * `grace` ms is destroyed. Resolves once every tunnel is closed.
+   * Graceful shutdown: every tunnel goes away (Close 1001 frames with `reason`, or half-close) at the moment its
+   * route's `tunnelDrain` gives it: `immediate` now, `deadline` when the close window opens (the last tenth of
+   * `grace`, at most 1 s), `spread` at its own moment, evenly spaced with jitter before the close window. What is
+   * still open after `grace` ms is destroyed. Resolves once every tunnel is closed.
    */
-  drain (grace: number): Promise<void> {
+  drain (grace: number, reason: DrainReason = 'shutdown'): Promise<void> {
     this.#closing = true
     this.#grace = grace
+    this.#reason = reason
     if (this.#live.size === 0) return Promise.resolve()
-    this.#deadline = Date.now() + grace
-    for (const tunnel of this.#live) tunnel.goAway('shutdown', this.#deadline)
+    const now = Date.now()
+    this.#deadline = now + grace
+    this.#closeAt = this.#deadline - closeWindow(grace)
+    const spread: Tunnel[] = []
+    const atWindow: Tunnel[] = []
+    for (const tunnel of this.#live) {
+      const mode = grace === 0 ? 'immediate' : tunnel.route.tunnelDrain
+      if (mode === 'immediate') {
+        tunnel.goAway(reason, this.#deadline)
+      } else if (mode === 'spread') {
+        spread.push(tunnel)
+      } else {
+        atWindow.push(tunnel)
+      }
+    }
+    // Slot i of n over [now, closeAt): a moment drawn in each slot, so the goodbyes keep a steady rate but no
+    // two instances of a fleet send theirs in lockstep.
+    const slot = (this.#closeAt - now) / spread.length
+    for (let i = 0; i < spread.length; i++) this.#queue.push({ tunnel: spread[i], at: now + Math.floor((i + Math.random()) * slot) })
+    for (const tunnel of atWindow) this.#queue.push({ tunnel, at: this.#closeAt })
     return new Promise((resolve) => {
       this.#drained = resolve
       // Not left to the sweep, whose tick may be a second: the deadline is what `app.close()` waits for.
       this.#deadlineTimer = setTimeout(destroyAll, grace, this)
+      this.armQueue(now)
     })
   }
 
+  /** Sends away every scheduled tunnel whose moment has come, then waits for the next one. */
+  goAwayDue (): void {
+    this.#queueTimer = undefined
+    const now = Date.now()
+    const queue = this.#queue
+    while (this.#next < queue.length && queue[this.#next].at <= now) {
+      const { tunnel } = queue[this.#next++]
+      // One that closed by itself meanwhile has nothing left to say.
+      if (this.#live.has(tunnel)) tunnel.goAway(this.#reason, this.#deadline)
+    }
+    this.armQueue(now)
+  }
+
+  armQueue (now: number): void {
+    if (this.#next < this.#queue.length) this.#queueTimer = setTimeout(goAwayDue, this.#queue[this.#next].at - now, this)
+  }
+
   destroyAll (): void {
-    for (const tunnel of this.#live) tunnel.destroy('shutdown')
+    for (const tunnel of this.#live) tunnel.destroy(this.#reason)
   }
 
   finishDrain (): void {
     if (this.#deadlineTimer !== null) clearTimeout(this.#deadlineTimer)
+    clearTimeout(this.#queueTimer)
     this.#deadlineTimer = null
+    this.#queueTimer = undefined
+    this.#queue = []
+    this.#next = 0
     const drained = this.#drained
     this.#drained = null
     drained?.()
@@ -161,6 +235,10 @@ export class TunnelSet implements TunnelOwner, Swept {
 
 function destroyAll (set: TunnelSet): void {
   set.destroyAll()
+}
+
+function goAwayDue (set: TunnelSet): void {
+  set.goAwayDue()
 }
 
 /** The first timer of `tunnel` that has run out, with its setting, or null. */
