@@ -23,6 +23,13 @@ export const FST_WS_PROXY_READ_TIMEOUT = createError(
 export const FST_WS_PROXY_UPSTREAM_RESET = createError(
   'FST_WS_PROXY_UPSTREAM_RESET', 'Upstream %s closed the connection before responding: %s', 502)
 
+/**
+ * undici refused the request the proxy built for the upstream (an invalid argument): a fault of the proxy, not of the
+ * upstream or the client. Nothing was sent. Please report it with the log line, which has undici's error as its cause.
+ */
+export const FST_WS_PROXY_REQUEST_NOT_SENT = createError(
+  'FST_WS_PROXY_REQUEST_NOT_SENT', 'The request for upstream %s could not be sent: %s', 500)
+
 /** The upstream answered something that is not a valid HTTP/1.1 response (bad status, bad head, 101 unasked). */
 export const FST_WS_PROXY_BAD_RESPONSE = createError(
   'FST_WS_PROXY_BAD_RESPONSE', 'Upstream %s sent an invalid response: %s', 502)
@@ -54,6 +61,13 @@ export const FST_WS_PROXY_DUPLICATE_HEADER = createError(
 /** A `CONNECT` request: the proxy is a reverse proxy, not a forward one. Answered 405 before any hook. */
 export const FST_WS_PROXY_METHOD_NOT_ALLOWED = createError(
   'FST_WS_PROXY_METHOD_NOT_ALLOWED', 'Method %s is not allowed', 405)
+
+/**
+ * An HTTP/2 extended CONNECT (RFC 8441) the proxy cannot take: a `:protocol` other than `websocket`, or a path no
+ * route of the plugin takes upgrades for. Answered before any hook.
+ */
+export const FST_WS_PROXY_EXTENDED_CONNECT_REFUSED = createError(
+  'FST_WS_PROXY_EXTENDED_CONNECT_REFUSED', 'Extended CONNECT refused: %s', 501)
 
 /** The response failed after its head had reached the client: the client connection is aborted (logged only). */
 export const FST_WS_PROXY_RESPONSE_ABORTED = createError(

@@ -7,6 +7,7 @@ import { FST_WS_PROXY_BAD_RESPONSE, FST_WS_PROXY_BODY_TOO_LARGE, FST_WS_PROXY_RE
 import { buildResponseHeaders, type ResponseHeaderPlan } from '../headers/response-headers.js'
 import { kExchange } from '../symbols.js'
 import { takeOverClientSocket } from '../upgrade/listener.js'
+import { h2Upgraded } from '../upgrade/h2-connect.js'
 import { Tunnel, type TunnelRoute } from '../upgrade/tunnel.js'
 import type { TunnelLimits } from '../upgrade/limits.js'
 import type { TunnelSet } from '../upgrade/tunnels.js'
@@ -14,6 +15,7 @@ import type { VarContext } from '../vars/context.js'
 import type { AttemptFailure } from '../options/upstream-schema.js'
 import type { BodyOwner, RequestBody, UploadSet } from './body.js'
 import { attemptFailure, publicError, upstreamError } from './error-map.js'
+import { isConnectionSpecific } from './h2.js'
 import { wasOffered } from '../security/upgrade-protocols.js'
 import type { UpstreamGroup } from '../upstream/group.js'
 import type { PoolSpec, UpstreamServer } from '../upstream/server.js'
@@ -121,9 +123,11 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
     const res = this.res
     const stats = this.route.stats
     stats.head((performance.now() - this.startedAt) / 1000)
-    // RFC 9110 §15.5.22: a 426 must say which protocol to upgrade to, so its Upgrade header is kept.
-    const headers = this.responseHeaders(statusCode, rawHeaders, statusCode === 426)
-    const refused = headers instanceof Error ? headers : this.writeHead(statusCode, statusText, headers)
+    // RFC 9110 §15.5.22: a 426 must say which protocol to upgrade to, so its Upgrade header is kept. HTTP/2 has
+    // neither Upgrade (RFC 9113 §8.2.2; rules cannot add connection-specific fields either) nor reason phrases.
+    const h2 = this.request.raw.httpVersionMajor === 2
+    const headers = this.responseHeaders(statusCode, rawHeaders, statusCode === 426 && !h2)
+    const refused = headers instanceof Error ? headers : this.writeHead(statusCode, h2 ? '' : statusText, headers)
     if (refused !== null) {
       this.abortUpstream?.(refused)
       return false
@@ -244,6 +248,11 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
       this.onError(new FST_WS_PROXY_BAD_RESPONSE(this.server.label, 'switched to a protocol the client did not offer'))
       return
     }
+    if (this.request.raw.httpVersionMajor === 2) {
+      // An RFC 8441 WebSocket: the client is an HTTP/2 stream (upgrade/h2-connect.ts).
+      h2Upgraded(this, raw, socket, protocol)
+      return
+    }
     const res = this.res
     const client = this.request.raw.socket
     const route = this.route
@@ -329,13 +338,13 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
     try {
       // RFC 9110 §15: a status outside 100..599 is invalid; Node would relay up to 999.
       if (statusCode > 599) throw new RangeError(`Invalid status code: ${statusCode}`)
-      setHookHeaders(this.reply, res)
+      setHookHeaders(this.reply, res, this.request.raw.httpVersionMajor === 2)
       res.writeHead(statusCode, statusText === '' ? undefined : statusText, headers)
       return null
     } catch (err) {
       for (const name of res.getHeaderNames()) res.removeHeader(name)
       // writeHead stores the reason phrase before validating it: left there, Fastify's 502 would throw again (and hang).
-      res.statusMessage = ''
+      if (this.request.raw.httpVersionMajor !== 2) res.statusMessage = ''
       const error = new FST_WS_PROXY_BAD_RESPONSE(this.server.label, (err as Error).message, { cause: err })
       this.fail(error)
       return error
@@ -353,7 +362,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
       route.stats.upstreamError(answer)
       route.stats.answered((answer as Error & { statusCode: number }).statusCode)
       // The client is still sending its body: it is read and dropped (see RequestBody), and the connection closed after the answer.
-      if (this.body !== null && !this.request.raw.complete) this.reply.header('connection', 'close')
+      if (this.body !== null && !this.request.raw.complete && this.request.raw.httpVersionMajor !== 2) this.reply.header('connection', 'close')
       this.reply.send(route.exposeErrors ? answer : publicError(answer, this.request.id))
       return
     }
@@ -387,9 +396,11 @@ const STATUS_FAILURES = new Map<number, AttemptFailure>([[500, 'http_500'], [502
  * relayed answer bypasses. They go on the response first, so the upstream's headers of the same name replace them
  * (`writeHead` with a list), as headers set on `reply.raw` (@fastify/helmet) already are.
  */
-function setHookHeaders (reply: FastifyReply, res: ServerResponse): void {
+function setHookHeaders (reply: FastifyReply, res: ServerResponse, h2: boolean): void {
   const headers = reply.getHeaders()
   for (const name in headers) {
+    // Over HTTP/2 a connection-specific field (a hook's Keep-Alive) would make Node refuse the whole response.
+    if (h2 && isConnectionSpecific(name)) continue
     // Never undefined: `reply.header()` stores '' for it, and `reply.raw` cannot hold it.
     if (!res.hasHeader(name)) res.setHeader(name, headers[name] as string | number | readonly string[])
   }
