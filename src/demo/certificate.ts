@@ -29,7 +29,8 @@ export async function demoCertificate (): Promise<DemoCertificate> {
     ], { timeout: 10_000 })
   } catch (err) {
     await rm(dir, { recursive: true, force: true })
-    const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'the openssl command was not found' : (err as Error).message.split('\n')[0]
+    const failed = err as NodeJS.ErrnoException & { stderr: string }
+    const reason = failed.code === 'ENOENT' ? 'the openssl command was not found' : `openssl failed: ${failed.stderr.trim().split('\n')[0]}`
     throw new Error(`--demo --tls generates a self-signed certificate with the openssl command (1.1.1 or later): ${reason}. ` +
       'Install OpenSSL, or run a config with "listen": { "tls": { "cert": ..., "key": ... } }', { cause: err })
   }
