@@ -10,7 +10,7 @@ import { once } from 'node:events'
 import { copyFileSync, readFileSync } from 'node:fs'
 import { basename, dirname } from 'node:path'
 import type { AddressInfo } from 'node:net'
-import type { TLSSocket } from 'node:tls'
+import tls, { type TLSSocket } from 'node:tls'
 import type { FastifyInstance } from 'fastify'
 import { WebSocket } from 'ws'
 import { loadGatewayConfig, type CheckedGatewayConfig } from '../src/gateway/config.js'
@@ -223,4 +223,28 @@ t.test('--tls goes with --demo only', async (t) => {
   const { code, err } = await inProcess(t, ['--tls', '-c', 'x.json'])
   t.equal(code, 2)
   t.equal(err, 'error: --tls goes with --demo; a config serves HTTPS with "listen": { "tls": ... } (see --help)\n')
+})
+
+t.test('the server limits hold for HTTP/1.1 over TLS, with and without http2: 431 past maxHeaderSize, 408 past headersTimeout', async (t) => {
+  const upstream = await echoUpstream(t)
+  for (const http2 of [true, false]) {
+    const { port } = await gatewayWith(t, { tls: tlsFiles(first), http2 }, upstream, { server: { maxHeaderSize: 2048, headersTimeout: 500 } })
+    const exchange = async (head: string, what: string): Promise<string> => {
+      const socket = tls.connect({ host: '127.0.0.1', port, ca: cert, ALPNProtocols: ['http/1.1'] })
+      t.teardown(() => { socket.destroy() })
+      await within(once(socket, 'secureConnect'), 5000, 'a TLS handshake')
+      let received = ''
+      socket.setEncoding('latin1')
+      socket.on('data', (chunk: string) => { received += chunk })
+      socket.write(head)
+      await within(once(socket, 'close'), 5000, what)
+      return received
+    }
+    const big = await exchange(`GET / HTTP/1.1\r\nHost: a\r\nX-Big: ${'b'.repeat(3000)}\r\n\r\n`, 'the 431')
+    t.match(big, /^HTTP\/1\.1 431 /, `http2 ${String(http2)}: a head past maxHeaderSize is refused`)
+    const started = Date.now()
+    const slow = await exchange('GET / HTTP/1.1\r\nHost: a\r\n', 'the 408')
+    t.match(slow, /^HTTP\/1\.1 408 /, `http2 ${String(http2)}: an unfinished head is cut after headersTimeout`)
+    t.ok(Date.now() - started < 2500, `within headersTimeout and its checking interval (${Date.now() - started} ms)`)
+  }
 })
