@@ -248,3 +248,16 @@ t.test('the server limits hold for HTTP/1.1 over TLS, with and without http2: 43
     t.ok(Date.now() - started < 2500, `within headersTimeout and its checking interval (${Date.now() - started} ms)`)
   }
 })
+
+t.test('a plain HTTP gateway\'s drain still cuts a request in flight at its deadline (closeAllConnections)', async (t) => {
+  let hung = 0
+  const upstream = await httpUpstream(t, () => { hung++ })
+  const { port, drain } = await gatewayWith(t, {}, origin(upstream), { closeGracePeriod: 800 })
+  const req = http.get({ host: '127.0.0.1', port, path: '/hang', agent: false })
+  const cut = new Promise<string>((resolve) => { req.on('error', (err: NodeJS.ErrnoException) => resolve(String(err.code))) })
+  await waitFor(() => hung === 1, 2000, 'the request to reach the upstream')
+  const started = Date.now()
+  await within(drain(), 5000, 'the drain')
+  t.equal(await within(cut, 1000, 'the cut'), 'ECONNRESET')
+  t.ok(Date.now() - started >= 700, 'at the deadline')
+})
