@@ -8,12 +8,12 @@ import http2 from 'node:http2'
 import https from 'node:https'
 import { once } from 'node:events'
 import { copyFileSync, readFileSync } from 'node:fs'
-import { basename, dirname } from 'node:path'
+import { basename } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import tls, { type TLSSocket } from 'node:tls'
 import type { FastifyInstance } from 'fastify'
 import { WebSocket } from 'ws'
-import { loadGatewayConfig, type CheckedGatewayConfig } from '../src/gateway/config.js'
+import { checkGatewayConfig, loadGatewayConfig, type CheckedGatewayConfig } from '../src/gateway/config.js'
 import { drainGateway, startGateway } from '../src/gateway/start.js'
 import { demoCertificate, type DemoCertificate } from '../src/demo/certificate.js'
 import { echoHandler, httpUpstream, origin, waitFor, within, wsUpstream, type Seen, type Teardown } from './helpers/servers.js'
@@ -210,13 +210,17 @@ t.test('--check validates listen.tls: files read, PEM parsed, the key matching t
   t.equal(wrongKey.code, 1)
   t.equal(wrongKey.err, `error: ${mismatched}: Invalid fastify-ws-proxy option listen/tls/key: ` +
     `"${second.files.key}" is not the private key of the certificate in listen/tls/cert ("${first.files.cert}")\n`)
-  t.equal(dirname(second.files.key), dirname(second.files.cert), 'the demo certificate keeps its files together')
 
   const schema = write('tls-schema.json', { upstream, listen: { tls: { cert: 'cert.pem' }, http2: 'yes' } })
   const invalid = await inProcess(t, ['--check', '-c', schema])
   t.equal(invalid.code, 1)
   t.match(invalid.err, /listen\/http2: expected boolean, got "yes"/)
   t.match(invalid.err, /listen\/tls\/key: .*required/)
+})
+
+t.test('a config with listen.tls whose files were not loaded is never served in clear text', async (t) => {
+  const config = checkGatewayConfig({ upstream: 'http://127.0.0.1:1', listen: { port: 0, tls: tlsFiles(first) }, logLevel: 'silent' })
+  await t.rejects(startGateway(config), { message: 'listen.tls: the certificate files were not loaded (loadTls)' })
 })
 
 t.test('--tls goes with --demo only', async (t) => {

@@ -71,6 +71,8 @@ function closeAll (server: Server): void {
  */
 function serverOptions (config: CheckedGatewayConfig, http: HttpLimits): Record<string, unknown> {
   const tls = config.credentials
+  // A config from checkGatewayConfig() alone has `tls` but not its files' contents: never serve it in clear text.
+  if (tls === null && config.tls !== null) throw new Error('listen.tls: the certificate files were not loaded (loadTls)')
   if (tls === null) return config.http2 ? { http2: true } : { http }
   // Node's HTTP/2 server takes the HTTP/1.1 limits as properties (startGateway sets them).
   return config.http2 ? { http2: true, https: { ...tls, allowHTTP1: true } } : { https: { ...tls, ...http } }
