@@ -265,3 +265,19 @@ t.test('a plain HTTP gateway\'s drain still cuts a request in flight at its dead
   t.equal(await within(cut, 1000, 'the cut'), 'ECONNRESET')
   t.ok(Date.now() - started >= 700, 'at the deadline')
 })
+
+t.test('over TLS, a connection that made its handshake and sent no request (a preconnect) does not hold the drain', async (t) => {
+  const upstream = await echoUpstream(t)
+  for (const http2 of [false, true]) {
+    const { port, drain } = await gatewayWith(t, { tls: tlsFiles(first), http2 }, upstream, { closeGracePeriod: 5000 })
+    const socket = tls.connect({ host: '127.0.0.1', port, ca: cert, ALPNProtocols: ['http/1.1'] })
+    t.teardown(() => { socket.destroy() })
+    await within(once(socket, 'secureConnect'), 5000, 'a TLS handshake')
+    const closed = once(socket, 'close')
+    const started = Date.now()
+    await within(drain(), 4000, 'the drain')
+    await within(closed, 1000, 'the preconnect to close')
+    const took = Date.now() - started
+    t.ok(took < 2500, `http2 ${String(http2)}: the drain ended in ${took} ms, long before the 5000 ms grace period`)
+  }
+})

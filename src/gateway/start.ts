@@ -104,6 +104,8 @@ export async function startGateway (config: CheckedGatewayConfig): Promise<Fasti
   connections.set(app.server, new Set())
   sessions.set(app.server, new Set())
   app.server.on('connection', track)
+  // Over TLS, the TLS socket too: its bytesRead counts what came after the handshake (a preconnect that did one).
+  app.server.on('secureConnection', track)
   ;(app.server as unknown as Http2Server).on('session', trackSession)
   try {
     await app.listen({ host: config.host, port: config.port })
