@@ -23,6 +23,13 @@ export const FST_WS_PROXY_READ_TIMEOUT = createError(
 export const FST_WS_PROXY_UPSTREAM_RESET = createError(
   'FST_WS_PROXY_UPSTREAM_RESET', 'Upstream %s closed the connection before responding: %s', 502)
 
+/**
+ * undici refused the request the proxy built for the upstream (an invalid argument): a fault of the proxy, not of the
+ * upstream or the client. Nothing was sent. Please report it with the log line, which has undici's error as its cause.
+ */
+export const FST_WS_PROXY_REQUEST_NOT_SENT = createError(
+  'FST_WS_PROXY_REQUEST_NOT_SENT', 'The request for upstream %s could not be sent: %s', 500)
+
 /** The upstream answered something that is not a valid HTTP/1.1 response (bad status, bad head, 101 unasked). */
 export const FST_WS_PROXY_BAD_RESPONSE = createError(
   'FST_WS_PROXY_BAD_RESPONSE', 'Upstream %s sent an invalid response: %s', 502)

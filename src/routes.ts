@@ -8,6 +8,7 @@ import type { RewriteRule } from './headers/rules.js'
 import { RequestBody, type UploadSet } from './http/body.js'
 import { ProxyExchange, type ExchangeRoute } from './http/forward.js'
 import { publicError } from './http/error-map.js'
+import { h2HasBody } from './http/h2.js'
 import { effectiveHeaderCap, headRefusal } from './security/request-head.js'
 import { looksCanonical, targetRefusal } from './security/target.js'
 import { kHeadChecked } from './symbols.js'
@@ -155,8 +156,9 @@ export class RouteProxy implements ExchangeRoute {
       return
     }
     if (withBody && this.bodyLimit > 0 && Number(req.headers['content-length'] ?? 0) > this.bodyLimit) {
-      // Refused before anything goes upstream; Node reads and drops the body, then closes the connection.
-      reply.header('connection', 'close')
+      // Refused before anything goes upstream; Node reads and drops the body, then closes the connection
+      // (over HTTP/2 only the stream ends).
+      if (req.httpVersionMajor !== 2) reply.header('connection', 'close')
       this.refuse(reply, new FST_WS_PROXY_BODY_TOO_LARGE(this.bodyLimit))
       return
     }
@@ -229,6 +231,7 @@ export class RouteProxy implements ExchangeRoute {
 
 // RFC 9112 §6.3: a request has a body exactly when it has Content-Length or Transfer-Encoding.
 function hasBody (req: IncomingMessage): boolean {
+  if (req.httpVersionMajor === 2) return h2HasBody(req)
   const length = req.headers['content-length']
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')
 }

@@ -140,6 +140,13 @@ const cases: Case[] = [
     message: `Upstream ${ORIGIN} closed the connection before responding: ECONNRESET`
   },
   {
+    name: 'an invalid argument (undici refused the request the proxy built): not an upstream reset',
+    err: new undiciErrors.InvalidArgumentError('invalid header key'),
+    code: 'FST_WS_PROXY_REQUEST_NOT_SENT',
+    status: 500,
+    message: `The request for upstream ${ORIGIN} could not be sent: UND_ERR_INVALID_ARG: invalid header key`
+  },
+  {
     name: 'an unknown error without a code',
     err: new Error('something odd'),
     code: 'FST_WS_PROXY_UPSTREAM_RESET',
@@ -183,4 +190,15 @@ t.test('FST_WS_PROXY_* errors pass through unchanged', async (t) => {
     t.equal(mapped.statusCode, err.statusCode)
     t.equal(mapped.message, err.message, 'not re-wrapped with this origin')
   }
+})
+
+t.test('a request undici refused to send is not held against the server nor tried on another', async (t) => {
+  const { attemptFailure, publicError } = await import('../src/http/error-map.js')
+  for (const err of [new undiciErrors.InvalidArgumentError('invalid header key'), new undiciErrors.NotSupportedError('nope')]) {
+    t.same(attemptFailure(err), { kind: null, sent: false }, (err as Error & { code: string }).code)
+  }
+  const shown = publicError(map(new undiciErrors.InvalidArgumentError('invalid header key')), 'req-1') as Mapped
+  t.equal(shown.message, 'The proxy could not send the request to the upstream (request req-1)')
+  t.equal(shown.code, 'FST_WS_PROXY_REQUEST_NOT_SENT')
+  t.equal(shown.statusCode, 500)
 })

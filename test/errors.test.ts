@@ -8,6 +8,7 @@ const documented: Record<keyof typeof errors, { status: number, base: ErrorConst
   FST_WS_PROXY_INVALID_OPTION: { status: 500, base: TypeError },
   FST_WS_PROXY_CONNECT_FAILED: { status: 502, base: Error },
   FST_WS_PROXY_UPSTREAM_RESET: { status: 502, base: Error },
+  FST_WS_PROXY_REQUEST_NOT_SENT: { status: 500, base: Error },
   FST_WS_PROXY_BAD_RESPONSE: { status: 502, base: Error },
   FST_WS_PROXY_RESPONSE_ABORTED: { status: 502, base: Error },
   FST_WS_PROXY_CONNECT_TIMEOUT: { status: 504, base: Error },

@@ -5,6 +5,7 @@ import { FST_WS_PROXY_BAD_HEADER_VALUE } from '../errors.js'
 import type { VarContext } from '../vars/context.js'
 import { isFieldValue } from './field.js'
 import { connectionTokens, isHopByHop } from './hop-by-hop.js'
+import { requestHost } from '../http/h2.js'
 import type { HeaderRule, RequestHeaderRules } from './rules.js'
 
 /** The per-route settings the request headers depend on. */
@@ -30,8 +31,12 @@ export function buildRequestHeaders (settings: RequestHeaderSettings, req: Incom
   const drop = rules === null ? null : rules.drop
   const out: string[] = []
   let forwardedFor: string | undefined
+  // HTTP/2: pseudo-header fields never go upstream, and the Cookie fields a client may split (RFC 9113 §8.2.3) go as one.
+  const h2 = req.httpVersionMajor === 2
+  let cookie = -1
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]
+    if (h2 && name.charCodeAt(0) === 58 /* : */) continue
     const lower = name.toLowerCase()
     if (isHopByHop(lower)) {
       if (lower === 'te' && raw[i + 1].trim().toLowerCase() === 'trailers') out.push(name, 'trailers')
@@ -45,9 +50,16 @@ export function buildRequestHeaders (settings: RequestHeaderSettings, req: Incom
       if (lower === 'x-forwarded-for' || lower === 'x-forwarded-proto' || lower === 'x-forwarded-host') continue
     }
     if (drop !== null && drop.has(lower)) continue
+    if (h2 && lower === 'cookie') {
+      if (cookie !== -1) {
+        out[cookie] += '; ' + raw[i + 1]
+        continue
+      }
+      cookie = out.length + 1
+    }
     out.push(name, raw[i + 1])
   }
-  const clientHost = req.headers.host
+  const clientHost = h2 ? requestHost(req) : req.headers.host
   const host = rules?.host ?? null
   if (host === null) {
     out.push('host', settings.preserveHost && clientHost !== undefined ? clientHost : settings.proxyHost)

@@ -3,6 +3,7 @@ import {
   FST_WS_PROXY_CONNECT_FAILED,
   FST_WS_PROXY_CONNECT_TIMEOUT,
   FST_WS_PROXY_READ_TIMEOUT,
+  FST_WS_PROXY_REQUEST_NOT_SENT,
   FST_WS_PROXY_UPSTREAM_RESET
 } from '../errors.js'
 import type { AttemptFailure } from '../options/upstream-schema.js'
@@ -17,6 +18,9 @@ const TLS_VERIFY_CODES = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CE
 
 interface CodedError extends Error { code?: string }
 
+// undici refused the request itself before sending anything: the proxy built something invalid (its own bug).
+const NOT_SENT_CODES = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED', 'UND_ERR_INVALID_RETURN_VALUE'])
+
 /**
  * Maps an undici/system error met before the response head to the coded error the client gets,
  * with nginx's statuses: 504 for timeouts, 502 for everything the upstream did wrong. The original is `cause`.
@@ -28,6 +32,7 @@ export function upstreamError (err: CodedError, origin: string, connectTimeout: 
   if (code === 'UND_ERR_CONNECT_TIMEOUT') return new FST_WS_PROXY_CONNECT_TIMEOUT(origin, connectTimeout, cause)
   if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') return new FST_WS_PROXY_READ_TIMEOUT(origin, readTimeout, cause)
   if (CONNECT_CODES.has(code)) return new FST_WS_PROXY_CONNECT_FAILED(origin, code, cause)
+  if (NOT_SENT_CODES.has(code)) return new FST_WS_PROXY_REQUEST_NOT_SENT(origin, `${code}: ${err.message}`, cause)
   if (TLS_VERIFY_CODES.has(code)) return new FST_WS_PROXY_CONNECT_FAILED(origin, `${code} (${err.message})`, cause)
   // undici 7 leaves an HTTPParserError's `code` undefined (it looks llhttp's error number up in the name → number
   // table), so llhttp's rejections of a garbage head are recognised by name.
@@ -52,6 +57,8 @@ export function attemptFailure (err: CodedError): { kind: AttemptFailure | null,
   if (CONNECT_CODES.has(code) || TLS_VERIFY_CODES.has(code)) return { kind: 'error', sent: false }
   if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'FST_WS_PROXY_SEND_TIMEOUT') return { kind: 'timeout', sent: true }
   if (code.startsWith('FST_WS_PROXY_')) return { kind: null, sent: true }
+  // Not the server's doing, and another server would be handed the same invalid request.
+  if (NOT_SENT_CODES.has(code)) return { kind: null, sent: false }
   const mapped = upstreamError(err, '', 0, 0) as CodedError
   return { kind: mapped.code === 'FST_WS_PROXY_BAD_RESPONSE' ? 'invalid_header' : 'error', sent: true }
 }
@@ -64,6 +71,7 @@ const PUBLIC_MESSAGES: Readonly<Record<string, string>> = {
   FST_WS_PROXY_READ_TIMEOUT: 'The upstream did not respond in time',
   FST_WS_PROXY_UPSTREAM_RESET: 'The upstream closed the connection before responding',
   FST_WS_PROXY_BAD_RESPONSE: 'The upstream sent an invalid response',
+  FST_WS_PROXY_REQUEST_NOT_SENT: 'The proxy could not send the request to the upstream',
   FST_WS_PROXY_SEND_TIMEOUT: 'The upstream did not take the request body in time',
   FST_WS_PROXY_NO_LIVE_UPSTREAM: 'No live upstream server'
 }

@@ -121,9 +121,11 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
     const res = this.res
     const stats = this.route.stats
     stats.head((performance.now() - this.startedAt) / 1000)
-    // RFC 9110 §15.5.22: a 426 must say which protocol to upgrade to, so its Upgrade header is kept.
-    const headers = this.responseHeaders(statusCode, rawHeaders, statusCode === 426)
-    const refused = headers instanceof Error ? headers : this.writeHead(statusCode, statusText, headers)
+    // RFC 9110 §15.5.22: a 426 must say which protocol to upgrade to, so its Upgrade header is kept. HTTP/2 has
+    // neither Upgrade (RFC 9113 §8.2.2; rules cannot add connection-specific fields either) nor reason phrases.
+    const h2 = this.request.raw.httpVersionMajor === 2
+    const headers = this.responseHeaders(statusCode, rawHeaders, statusCode === 426 && !h2)
+    const refused = headers instanceof Error ? headers : this.writeHead(statusCode, h2 ? '' : statusText, headers)
     if (refused !== null) {
       this.abortUpstream?.(refused)
       return false
@@ -353,7 +355,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
       route.stats.upstreamError(answer)
       route.stats.answered((answer as Error & { statusCode: number }).statusCode)
       // The client is still sending its body: it is read and dropped (see RequestBody), and the connection closed after the answer.
-      if (this.body !== null && !this.request.raw.complete) this.reply.header('connection', 'close')
+      if (this.body !== null && !this.request.raw.complete && this.request.raw.httpVersionMajor !== 2) this.reply.header('connection', 'close')
       this.reply.send(route.exposeErrors ? answer : publicError(answer, this.request.id))
       return
     }

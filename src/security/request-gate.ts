@@ -14,7 +14,7 @@ export interface GateClaim {
   readonly headerCap: number
 }
 
-interface CodedError extends Error {
+export interface CodedError extends Error {
   code: string
   statusCode: number
 }
@@ -35,7 +35,7 @@ export class RequestGate {
   readonly #claims: GateClaim[] = []
   readonly #fastifyListener: RequestListener | null
   readonly #listener: RequestListener
-  readonly #connect: (req: IncomingMessage, socket: Socket) => void
+  readonly #connect: (req: IncomingMessage, socket: Socket | ServerResponse) => void
 
   constructor (server: Server, routing: RequestListener, log: FastifyBaseLogger) {
     this.#server = server
@@ -89,9 +89,7 @@ export class RequestGate {
       return
     }
     this.#log.info({ err, method: req.method, client: req.socket.remoteAddress }, 'request refused before routing')
-    const body = errorBody(err)
-    res.writeHead(err.statusCode, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' })
-    res.end(body)
+    answerResponse(req, res, err)
   }
 
   /** An upgrade refused before routing: answered on the raw socket, which is then closed. */
@@ -103,13 +101,25 @@ export class RequestGate {
     return true
   }
 
-  onConnect (req: IncomingMessage, socket: Socket): void {
+  /**
+   * Over HTTP/1.1 Node hands a CONNECT over with the raw socket; over HTTP/2 (an Http2Server's 'connect' event) with a
+   * response on the stream. An RFC 8441 extended CONNECT (`:protocol`) goes to `extendedConnect` when one is set.
+   */
+  onConnect (req: IncomingMessage, socket: Socket | ServerResponse): void {
+    if (req.httpVersionMajor === 2 && req.headers[':protocol'] !== undefined && this.extendedConnect !== null) {
+      this.extendedConnect(req, socket as ServerResponse)
+      return
+    }
     // Another 'connect' listener (a forward proxy in the same app) owns CONNECT.
     if (this.#server.listenerCount('connect') > 1) return
     const err = new FST_WS_PROXY_METHOD_NOT_ALLOWED('CONNECT') as CodedError
-    this.#log.info({ err, client: socket.remoteAddress }, 'CONNECT refused')
-    answerRaw(socket, err)
+    this.#log.info({ err, client: req.socket.remoteAddress }, 'CONNECT refused')
+    if (req.httpVersionMajor === 2) answerResponse(req, socket as ServerResponse, err)
+    else answerRaw(socket as Socket, err)
   }
+
+  /** Takes HTTP/2 extended CONNECT requests (RFC 8441 WebSockets), set by the plugin when it enables them. */
+  extendedConnect: ((req: IncomingMessage, res: ServerResponse) => void) | null = null
 
   close (): void {
     this.#server.removeListener('connect', this.#connect)
@@ -123,6 +133,16 @@ export class RequestGate {
 /** Fastify's default error body, so clients meet one shape whether a refusal comes from the gate or a route. */
 function errorBody (err: CodedError): string {
   return JSON.stringify({ statusCode: err.statusCode, code: err.code, error: STATUS_CODES[err.statusCode], message: err.message })
+}
+
+/** A refusal answered on a response: the connection is closed after it (HTTP/1.1), or only the stream ends (HTTP/2). */
+export function answerResponse (req: IncomingMessage, res: ServerResponse, err: CodedError): void {
+  const body = errorBody(err)
+  const headers: Record<string, string | number> = { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) }
+  // RFC 9113 §8.2.2: no Connection field on HTTP/2.
+  if (req.httpVersionMajor !== 2) headers.connection = 'close'
+  res.writeHead(err.statusCode, headers)
+  res.end(body)
 }
 
 function answerRaw (socket: Socket, err: CodedError): void {

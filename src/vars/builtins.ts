@@ -2,6 +2,7 @@ import { hostname } from 'node:os'
 import type { TLSSocket } from 'node:tls'
 import type { VarContext } from './context.js'
 import { didYouMean } from '../options/suggest.js'
+import { requestHost } from '../http/h2.js'
 
 /** A compiled template or variable: a plain function of the request's context. */
 export type Expr = (c: VarContext) => string
@@ -10,7 +11,7 @@ const HOSTNAME = hostname()
 
 // nginx's built-in variables, with nginx's meaning. docs/options.md lists them from `VARIABLE_DOCS`.
 const BUILTINS: Record<string, Expr> = {
-  host: (c) => hostOf(c.req.headers.host),
+  host: (c) => hostOf(requestHost(c.req)),
   hostname: () => HOSTNAME,
   remote_addr: (c) => c.clientIp,
   realip_remote_addr: (c) => orEmpty(c.req.socket.remoteAddress),
@@ -33,7 +34,8 @@ const BUILTINS: Record<string, Expr> = {
     const chain = c.req.headers['x-forwarded-for']
     return chain === undefined || chain === '' ? address : `${chain}, ${address}`
   },
-  connection_upgrade: (c) => (c.req.headers.upgrade ?? '') === '' ? 'close' : 'upgrade'
+  connection_upgrade: (c) => (c.req.headers.upgrade ?? '') === '' ? 'close' : 'upgrade',
+  server_protocol: (c) => `HTTP/${c.req.httpVersion}`
 }
 
 // Only meaningful once the upstream answered: allowed in response header templates alone.
@@ -47,7 +49,7 @@ export const VARIABLE_DOCS: ReadonlyArray<readonly [string, string]> = [
   ['$http_<name>', 'request header `<name>` (case-insensitive, `_` for `-`); repeated headers joined with `, ` (`; ` for Cookie)'],
   ['$arg_<name>', 'query argument `<name>` (first occurrence, case-insensitive name, value as sent, not decoded)'],
   ['$cookie_<name>', 'cookie `<name>` from the `Cookie` header'],
-  ['$host', 'the `Host` header lowercased, without port; the machine\'s hostname when absent'],
+  ['$host', 'the `Host` header (over HTTP/2 without one, `:authority`) lowercased, without port; the machine\'s hostname when absent'],
   ['$hostname', 'the machine\'s hostname'],
   ['$remote_addr', 'client address (`request.ip`: behind trusted proxies, Fastify\'s `trustProxy`, the address they forward)'],
   ['$realip_remote_addr', 'the address of the peer that connected (the last proxy when `trustProxy` applies)'],
@@ -57,6 +59,7 @@ export const VARIABLE_DOCS: ReadonlyArray<readonly [string, string]> = [
   ['$scheme', '`http` or `https`'],
   ['$request_method', 'request method'],
   ['$request_uri', 'the request URI as received, with its query'],
+  ['$server_protocol', 'the client\'s protocol: `HTTP/1.1`, `HTTP/1.0` or `HTTP/2.0`'],
   ['$uri', 'the request path, percent-decoded, without the query'],
   ['$args', 'the query string without `?`'],
   ['$query_string', 'the same as `$args`'],
@@ -132,6 +135,8 @@ export function isBuiltinName (name: string): boolean {
 }
 
 function requestHeader (lower: string): Expr {
+  // HTTP/2 names the authority in `:authority`; `$http_host` reads it as nginx does.
+  if (lower === 'host') return (c) => requestHost(c.req) ?? ''
   return (c) => {
     const value = c.req.headers[lower]
     return value === undefined ? '' : typeof value === 'string' ? value : value.join(', ')
