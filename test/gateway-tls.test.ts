@@ -112,6 +112,12 @@ t.test('TLS with http2: ALPN h2 for HTTP/2 clients, http/1.1 for the others, wss
   const ready = await h2Request(session, '/readyz')
   t.equal(ready.status, 200, 'the readiness route over h2')
   t.notOk('connection' in ready.headers, 'no connection-specific field on an h2 response')
+  const proxied = await h2Request(session, '/api/x?y=1')
+  t.equal(proxied.status, 200, 'a proxied GET over h2')
+  const overH2 = JSON.parse(proxied.body) as Seen
+  t.equal(overH2.url, '/api/x?y=1')
+  t.equal(overH2.headers['x-forwarded-proto'], 'https', 'over h2 too, $scheme is https')
+  t.equal(overH2.headers['x-forwarded-host'], `127.0.0.1:${port}`, ':authority is the client\'s host')
 
   const h1 = await httpsGet(port, '/api/x?y=1', cert)
   t.equal(h1.alpn, 'http/1.1', 'an HTTP/1.1 client gets http/1.1 from ALPN')
@@ -145,6 +151,9 @@ t.test('h2c (http2 without tls): prior-knowledge HTTP/2 in clear text, $scheme h
   const session = await h2Session(t, `http://127.0.0.1:${port}`)
   const live = await h2Request(session, '/healthz')
   t.equal(live.status, 200, 'the liveness route over h2c')
+  const proxied = await h2Request(session, '/p')
+  t.equal(proxied.status, 200, 'a proxied GET over h2c')
+  t.equal((JSON.parse(proxied.body) as Seen).headers['x-forwarded-proto'], 'http', '$scheme is http')
   const goaway = once(session, 'goaway')
   const started = Date.now()
   await within(drain(), 5000, 'the drain')
@@ -154,9 +163,11 @@ t.test('h2c (http2 without tls): prior-knowledge HTTP/2 in clear text, $scheme h
 
 t.test('a drain sends GOAWAY to HTTP/2 sessions at once and cuts what is still in flight at its deadline', async (t) => {
   let hung = 0
+  let slowSeen = 0
   const upstream = await httpUpstream(t, (req, res) => {
     if (req.url === '/hang') { hung++; return }
-    res.end('fast')
+    slowSeen++
+    setTimeout(() => res.end('slow'), 300)
   })
   const { port, drain } = await gatewayWith(t, { tls: tlsFiles(first), http2: true }, origin(upstream), { closeGracePeriod: 1500 })
   const session = await h2Session(t, `https://127.0.0.1:${port}`, cert)
@@ -169,11 +180,16 @@ t.test('a drain sends GOAWAY to HTTP/2 sessions at once and cuts what is still i
   })
   await waitFor(() => hung === 1, 2000, 'the request to reach the upstream')
 
+  // A stream in flight on the session when the drain begins finishes after GOAWAY.
+  const inFlight = h2Request(session, '/slow')
+  await waitFor(() => slowSeen === 1, 2000, 'the h2 request to reach the upstream')
   const goaway = once(session, 'goaway')
   const started = Date.now()
   const drained = drain()
-  await within(goaway, 1000, 'GOAWAY on the idle h2 session')
+  await within(goaway, 1000, 'GOAWAY on the h2 session')
   t.ok(Date.now() - started < 500, 'GOAWAY as the drain begins')
+  const slow = await inFlight
+  t.same({ status: slow.status, body: slow.body }, { status: 200, body: 'slow' }, 'the stream in flight finished after GOAWAY')
   t.equal(await within(cut, 5000, 'the cut'), 'ECONNRESET', 'the request in flight is cut at the deadline')
   await within(drained, 5000, 'the drain')
   const took = Date.now() - started
