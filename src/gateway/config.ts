@@ -182,7 +182,8 @@ export async function loadTls (config: CheckedGatewayConfig, dir: string): Promi
     try {
       return await readFile(resolve(dir, path), 'utf8')
     } catch (err) {
-      problems.push({ path: `listen/tls/${name}`, reason: `cannot read ${JSON.stringify(path)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` })
+      // fs errors always carry a code (ENOENT, EACCES, EISDIR...).
+      problems.push({ path: `listen/tls/${name}`, reason: `cannot read ${JSON.stringify(path)}: ${String((err as NodeJS.ErrnoException).code)}` })
       return null
     }
   }
