@@ -103,7 +103,7 @@ const cert = readFileSync(first.files.cert, 'utf8')
 
 t.test('TLS with http2: ALPN h2 for HTTP/2 clients, http/1.1 for the others, wss:// over HTTP/1.1, $scheme https', async (t) => {
   const upstream = await echoUpstream(t)
-  const { port } = await gatewayWith(t, { tls: tlsFiles(first), http2: true }, upstream)
+  const { port } = await gatewayWith(t, { tls: tlsFiles(first), http2: true }, upstream, { metrics: { path: '/metrics' } })
 
   const session = await h2Session(t, `https://127.0.0.1:${port}`, cert)
   t.equal(session.alpnProtocol, 'h2', 'ALPN chose h2')
@@ -114,6 +114,9 @@ t.test('TLS with http2: ALPN h2 for HTTP/2 clients, http/1.1 for the others, wss
   t.notOk('connection' in ready.headers, 'no connection-specific field on an h2 response')
   const proxied = await h2Request(session, '/api/x?y=1')
   t.equal(proxied.status, 200, 'a proxied GET over h2')
+  const metrics = await h2Request(session, '/metrics')
+  t.equal(metrics.status, 200, 'the metrics route over h2')
+  t.match(metrics.body, /^fastify_ws_proxy_requests_total\{[^}]*\} 1$/m, 'the h2 request is counted')
   const overH2 = JSON.parse(proxied.body) as Seen
   t.equal(overH2.url, '/api/x?y=1')
   t.equal(overH2.headers['x-forwarded-proto'], 'https', 'over h2 too, $scheme is https')
