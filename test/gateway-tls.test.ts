@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net'
 import tls, { type TLSSocket } from 'node:tls'
 import type { FastifyInstance } from 'fastify'
 import { WebSocket } from 'ws'
-import { checkGatewayConfig, loadGatewayConfig, type CheckedGatewayConfig } from '../src/gateway/config.js'
+import { H2C_WARNING, checkGatewayConfig, loadGatewayConfig, type CheckedGatewayConfig } from '../src/gateway/config.js'
 import { drainGateway, startGateway } from '../src/gateway/start.js'
 import { demoCertificate, type DemoCertificate } from '../src/demo/certificate.js'
 import { echoHandler, httpUpstream, origin, waitFor, within, wsUpstream, type Seen, type Teardown } from './helpers/servers.js'
@@ -210,6 +210,11 @@ t.test('--check validates listen.tls: files read, PEM parsed, the key matching t
   const printed = await inProcess(t, ['--print-config', '-c', ok])
   t.same((JSON.parse(printed.out) as { listen: unknown }).listen,
     { host: '127.0.0.1', port: 8080, tls: { cert: 'cert.pem', key: './key.pem', ca: 'cert.pem' }, http2: true }, '--print-config shows the paths as written')
+
+  const h2c = write('h2c.json', { upstream, listen: { http2: true } })
+  const warned = await inProcess(t, ['--check', '-c', h2c])
+  t.same(warned, { code: 0, out: `config ok: ${h2c}\n`, err: `warning: ${h2c}: ${H2C_WARNING}\n` }, 'h2c is valid, with a warning')
+  t.match(H2C_WARNING, /HTTP\/1\.1 clients, browsers and most health checkers cannot connect/)
 
   const missing = write('tls-missing.json', { upstream, listen: { tls: { cert: 'nope.pem', key: `${dir}/gone.pem` } } })
   const noFiles = await inProcess(t, ['--check', '-c', missing])

@@ -112,6 +112,10 @@ export function checkGatewayConfig (value: unknown): CheckedGatewayConfig {
   }
 }
 
+/** What `--check` and the start say of `listen.http2` without `listen.tls`. */
+export const H2C_WARNING = 'listen/http2: without listen.tls this is h2c (HTTP/2 with prior knowledge): HTTP/1.1 clients, browsers and ' +
+  'most health checkers cannot connect (docs/tls.md)'
+
 /** Command-line values that replace the config's `listen`. */
 export interface ListenOverrides {
   host?: string | undefined
@@ -127,6 +131,7 @@ export async function loadGatewayConfig (file: string, overrides: ListenOverride
     const parsed: unknown = JSON.parse(await readFile(file, 'utf8'))
     const config = checkGatewayConfig(withOverrides(parsed, overrides))
     config.warnings = resolveOptions(config.proxy).warnings
+    if (config.http2 && config.tls === null) config.warnings = [...config.warnings, H2C_WARNING]
     await loadTls(config, dirname(file))
     return config
   } catch (err) {

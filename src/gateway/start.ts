@@ -3,7 +3,7 @@ import type { Http2Server, Http2Session } from 'node:http2'
 import net, { type Socket } from 'node:net'
 import Fastify, { type FastifyHttpOptions, type FastifyInstance } from 'fastify'
 import wsProxyPlugin, { wsProxyRewriteUrl } from '../index.js'
-import { gracePeriod, type CheckedGatewayConfig } from './config.js'
+import { H2C_WARNING, gracePeriod, type CheckedGatewayConfig } from './config.js'
 
 /** How often a drain closes keep-alive connections that have gone idle since it began (their last response ended). */
 const IDLE_SWEEP_MS = 50
@@ -100,6 +100,7 @@ export async function startGateway (config: CheckedGatewayConfig): Promise<Fasti
     rewriteUrl: wsProxyRewriteUrl
   } as FastifyHttpOptions<Server>) as unknown as FastifyInstance
   if (config.http2 && config.credentials !== null) Object.assign(app.server, limits)
+  if (config.http2 && config.credentials === null) app.log.warn(H2C_WARNING)
   await app.register(wsProxyPlugin, config.proxy)
   connections.set(app.server, new Set())
   sessions.set(app.server, new Set())
