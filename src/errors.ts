@@ -62,6 +62,13 @@ export const FST_WS_PROXY_DUPLICATE_HEADER = createError(
 export const FST_WS_PROXY_METHOD_NOT_ALLOWED = createError(
   'FST_WS_PROXY_METHOD_NOT_ALLOWED', 'Method %s is not allowed', 405)
 
+/**
+ * An HTTP/2 extended CONNECT (RFC 8441) the proxy cannot take: a `:protocol` other than `websocket`, or a path no
+ * route of the plugin takes upgrades for. Answered before any hook.
+ */
+export const FST_WS_PROXY_EXTENDED_CONNECT_REFUSED = createError(
+  'FST_WS_PROXY_EXTENDED_CONNECT_REFUSED', 'Extended CONNECT refused: %s', 501)
+
 /** The response failed after its head had reached the client: the client connection is aborted (logged only). */
 export const FST_WS_PROXY_RESPONSE_ABORTED = createError(
   'FST_WS_PROXY_RESPONSE_ABORTED', 'Response from upstream %s aborted after its head was sent: %s', 502)

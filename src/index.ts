@@ -22,6 +22,7 @@ import { didYouMean } from './options/suggest.js'
 import type { ResolvedGroup } from './options/groups.js'
 import { TunnelLimits } from './upgrade/limits.js'
 import { releaseUpgradeRouter, upgradeRouterFor } from './upgrade/listener.js'
+import { extendedConnectFor, releaseExtendedConnect } from './upgrade/h2-connect.js'
 import { TunnelSet } from './upgrade/tunnels.js'
 
 export type {
@@ -234,8 +235,11 @@ const plugin: FastifyPluginCallback<WsProxyOptions> = (fastify, options, done) =
     }
     // Requests for proxied paths are checked before routing, so before any hook (see docs/security.md).
     const headerCap = resolved.headerFields
-    requestGateFor(proxied.server, proxied.routing, proxied.log).claim(claims.requests.map((claim) => ({ ...claim, headerCap })))
+    const gate = requestGateFor(proxied.server, proxied.routing, proxied.log)
+    gate.claim(claims.requests.map((claim) => ({ ...claim, headerCap })))
     if (claims.upgrades.length > 0) upgradeRouterFor(proxied.server, proxied).claim(claims.upgrades)
+    // An HTTP/2 server: WebSockets over HTTP/2 (RFC 8441) for the same paths, unless turned off.
+    if (claims.upgrades.length > 0 && resolved.http2ExtendedConnect) extendedConnectFor(proxied.server, proxied, gate)?.claim(claims.upgrades)
     if (totals.attachLatency !== null) runtime.stats.forEach(totals.attachLatency)
     registered()
   }, { prefix: (options.prefix ?? '').replace(/\/+$/, '') })
@@ -270,6 +274,7 @@ const plugin: FastifyPluginCallback<WsProxyOptions> = (fastify, options, done) =
     // Only now that the server is closed: an upgrade that arrives on a connection accepted before the drain is
     // still answered (503, or proxied and sent away with 1001) instead of being cut by Node.
     releaseUpgradeRouter(fastify.server)
+    releaseExtendedConnect(fastify.server)
     releaseRequestGate(fastify.server)
     for (const group of groups.values()) group.stop()
     sweeper.stop()

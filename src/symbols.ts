@@ -8,3 +8,5 @@ export const kFrames = Symbol('fastify-ws-proxy.frames')
 export const kBody = Symbol('fastify-ws-proxy.body')
 /** Set on a request whose head the request gate has checked before routing (header count, Host, singletons). */
 export const kHeadChecked = Symbol('fastify-ws-proxy.headChecked')
+/** The Sec-WebSocket-Key the proxy made for the upstream handshake of an HTTP/2 WebSocket (RFC 8441). */
+export const kWsKey = Symbol('fastify-ws-proxy.wsKey')

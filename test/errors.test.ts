@@ -19,6 +19,7 @@ const documented: Record<keyof typeof errors, { status: number, base: ErrorConst
   FST_WS_PROXY_BAD_HOST: { status: 400, base: Error },
   FST_WS_PROXY_DUPLICATE_HEADER: { status: 400, base: Error },
   FST_WS_PROXY_METHOD_NOT_ALLOWED: { status: 405, base: Error },
+  FST_WS_PROXY_EXTENDED_CONNECT_REFUSED: { status: 501, base: Error },
   FST_WS_PROXY_BAD_HEADER_VALUE: { status: 400, base: Error },
   FST_WS_PROXY_UPGRADE_WITH_BODY: { status: 501, base: Error },
   FST_WS_PROXY_TUNNEL_TIMEOUT: { status: 504, base: Error },

@@ -6,6 +6,7 @@ import type { VarContext } from '../vars/context.js'
 import { isFieldValue } from './field.js'
 import { connectionTokens, isHopByHop } from './hop-by-hop.js'
 import { requestHost } from '../http/h2.js'
+import { kWsKey } from '../symbols.js'
 import type { HeaderRule, RequestHeaderRules } from './rules.js'
 
 /** The per-route settings the request headers depend on. */
@@ -50,6 +51,8 @@ export function buildRequestHeaders (settings: RequestHeaderSettings, req: Incom
       if (lower === 'x-forwarded-for' || lower === 'x-forwarded-proto' || lower === 'x-forwarded-host') continue
     }
     if (drop !== null && drop.has(lower)) continue
+    // An RFC 8441 WebSocket's upstream handshake carries the proxy's own key (an h2 client sends none).
+    if (h2 && lower === 'sec-websocket-key') continue
     if (h2 && lower === 'cookie') {
       if (cookie !== -1) {
         out[cookie] += '; ' + raw[i + 1]
@@ -58,6 +61,10 @@ export function buildRequestHeaders (settings: RequestHeaderSettings, req: Incom
       cookie = out.length + 1
     }
     out.push(name, raw[i + 1])
+  }
+  if (h2) {
+    const key = (req as IncomingMessage & { [kWsKey]?: string })[kWsKey]
+    if (key !== undefined) out.push('sec-websocket-key', key)
   }
   const clientHost = h2 ? requestHost(req) : req.headers.host
   const host = rules?.host ?? null

@@ -7,6 +7,7 @@ import { FST_WS_PROXY_BAD_RESPONSE, FST_WS_PROXY_BODY_TOO_LARGE, FST_WS_PROXY_RE
 import { buildResponseHeaders, type ResponseHeaderPlan } from '../headers/response-headers.js'
 import { kExchange } from '../symbols.js'
 import { takeOverClientSocket } from '../upgrade/listener.js'
+import { h2Upgraded } from '../upgrade/h2-connect.js'
 import { Tunnel, type TunnelRoute } from '../upgrade/tunnel.js'
 import type { TunnelLimits } from '../upgrade/limits.js'
 import type { TunnelSet } from '../upgrade/tunnels.js'
@@ -244,6 +245,11 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
     if (!wasOffered(this.options.upgrade as string, protocol)) {
       socket.destroy()
       this.onError(new FST_WS_PROXY_BAD_RESPONSE(this.server.label, 'switched to a protocol the client did not offer'))
+      return
+    }
+    if (this.request.raw.httpVersionMajor === 2) {
+      // An RFC 8441 WebSocket: the client is an HTTP/2 stream (upgrade/h2-connect.ts).
+      h2Upgraded(this, raw, socket, protocol)
       return
     }
     const res = this.res

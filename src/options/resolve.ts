@@ -87,6 +87,8 @@ export interface ResolvedOptions {
   readonly headerFields: number
   /** Whether error bodies name upstreams and system errors. */
   readonly exposeErrors: boolean
+  /** Whether WebSockets over HTTP/2 (RFC 8441) are advertised and proxied on an HTTP/2 server. */
+  readonly http2ExtendedConnect: boolean
   /** The prom-client export, or null when `metrics` is not set. */
   readonly metrics: { registry: MetricsRegistry | null, path: string | null, prefix: string } | null
   /** The health endpoints' paths (null: that route is off), or null when `health` is not set. */
@@ -244,6 +246,7 @@ function buildResolved (options: WsProxyOptions, registry: MetricsRegistry | nul
     tunnelLogLevel: plugin.tunnelLogLevel,
     headerFields: plugin.limits.headers,
     exposeErrors: plugin.exposeErrors,
+    http2ExtendedConnect: plugin.http2ExtendedConnect,
     // The schema's default has filled `prefix`.
     metrics: metrics === undefined ? null : { registry, path: metrics.path ?? null, prefix: metrics.prefix as string },
     // The schema's defaults have filled both paths.
@@ -268,6 +271,7 @@ type Defaulted = WsProxyOptions & {
   pool: Required<PoolOptions>
   limits: LimitOptions & { retryAfter: number, responseHead: number, headers: number }
   exposeErrors: boolean
+  http2ExtendedConnect: boolean
   closeGracePeriod: number
   tunnelLogLevel: TunnelLogLevel
   preserveHost: boolean

@@ -27,7 +27,8 @@ export const DEFAULTS = Object.freeze({
   connections: 128,
   keepAliveTimeout: 4_000,
   headerFields: 100,
-  exposeErrors: false
+  exposeErrors: false,
+  http2ExtendedConnect: true
 })
 
 const ms = (description: string, fallback: number | undefined) =>
@@ -294,6 +295,9 @@ export const PluginOptionsSchema = Type.Object({
   health: Type.Optional(HealthSchema),
   exposeErrors: bool('Error bodies name the upstream and the system error (`connect ECONNREFUSED 10.0.0.7:8080`), for development. ' +
     'Off, they say what happened without internal addresses; the details are always logged. Default false.', DEFAULTS.exposeErrors),
+  http2ExtendedConnect: bool('On an HTTP/2 server (Fastify `http2: true`) with routes that take upgrades: advertise ' +
+    '`SETTINGS_ENABLE_CONNECT_PROTOCOL` and proxy WebSockets over HTTP/2 (RFC 8441) to the HTTP/1.1 upstreams. ' +
+    'Off, browsers open their WebSockets over HTTP/1.1 as before (docs/http2.md). Default true.', DEFAULTS.http2ExtendedConnect),
   ...inheritable(true)
 }, { additionalProperties: false, description: 'Options of `fastify.register(wsProxyPlugin, options)`.' })
 

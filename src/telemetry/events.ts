@@ -10,6 +10,8 @@ export interface TunnelOpenEvent {
   readonly client: string
   /** The protocol switched to (the upstream's `Upgrade`), e.g. `websocket`. */
   readonly protocol: string
+  /** The client's HTTP version: `2` for a WebSocket over HTTP/2 (RFC 8441), else `1.1`. */
+  readonly httpVersion: '1.1' | '2'
   /** Epoch milliseconds. */
   readonly openedAt: number
 }

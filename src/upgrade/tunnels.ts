@@ -4,6 +4,7 @@ import type { Swept } from '../lifecycle/sweeper.js'
 import type { TunnelCloseEvent, TunnelLogLevel, WsProxyEvents } from '../telemetry/events.js'
 import type { RouteStats } from '../telemetry/stats.js'
 import type { TunnelLimits } from './limits.js'
+import { tunnelHttpVersion } from './h2-connect.js'
 import type { Tunnel, TunnelCloseReason, TunnelOwner, TunnelRoute } from './tunnel.js'
 
 /**
@@ -56,7 +57,7 @@ export class TunnelSet implements TunnelOwner, Swept {
     route.stats.live++
     if (this.#events.listenerCount('tunnelOpen') > 0) {
       this.#events.emit('tunnelOpen', {
-        route: route.label, upstream: tunnel.server.label, client: tunnel.clientAddress, protocol: tunnel.protocol, openedAt: tunnel.openedAt
+        route: route.label, upstream: tunnel.server.label, client: tunnel.clientAddress, protocol: tunnel.protocol, openedAt: tunnel.openedAt, httpVersion: tunnelHttpVersion(tunnel.client)
       })
     }
     this.#wake()
@@ -90,6 +91,7 @@ export class TunnelSet implements TunnelOwner, Swept {
       client: tunnel.clientAddress,
       protocol: tunnel.protocol,
       openedAt: tunnel.openedAt,
+      httpVersion: tunnelHttpVersion(tunnel.client),
       reason,
       durationMs: Date.now() - tunnel.openedAt,
       bytesFromClient: tunnel.bytesFromClient,

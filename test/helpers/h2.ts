@@ -29,7 +29,9 @@ export interface H2GatewaySettings {
 
 export async function h2Gateway (t: Teardown, options: WsProxyOptions, settings: H2GatewaySettings = {}): Promise<H2Gateway> {
   let ca: string | null = null
-  const fastifyOptions: Record<string, unknown> = { logger: false, http2: true, ...settings.fastify }
+  // Before Node 24, an HTTP/2 server's close() waits for every client session to go; Fastify sends them GOAWAY
+  // (after preClose, so after the tunnels' drain) only with `forceCloseConnections: true`.
+  const fastifyOptions: Record<string, unknown> = { logger: false, http2: true, forceCloseConnections: true, ...settings.fastify }
   if (settings.tls === true) {
     const cert = selfSignedCert()
     if (cert === null) throw new Error('openssl could not make a certificate')
