@@ -3,12 +3,13 @@
 // WebSockets of its own: subprotocol and permessage-deflate negotiated end to end, text and binary echoed byte for
 // byte, an HTTP request, close codes either way, a handshake the upstream refuses (the browser sees its error and
 // 1006) and a gateway drain (the browser sees 1001). Every request the page makes stays on 127.0.0.1.
-// Then the demo over HTTPS and HTTP/2 (`listen.tls` + `listen.http2`, a certificate made as `--demo --tls` makes it).
+// Then the demo over HTTPS and HTTP/2 (`listen.tls` + `listen.http2`, a certificate made as `--demo --tls` makes it):
+// the page's WebSocket is an extended CONNECT (RFC 8441) on the page's own HTTP/2 connection, and a drain sends it 1001.
 // Without /usr/bin/chromium the browser part is skipped (`apt-get install chromium`), or fails when CI is set.
 // The demo upstream's own WebSocket behaviour is also checked with a Node client, so it stays covered without a browser.
 import t from 'tap'
 import { existsSync, mkdtempSync, rmSync } from 'node:fs'
-import type { Http2SecureServer } from 'node:http2'
+import type { Http2SecureServer, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { chromium, type BrowserContext, type Page } from 'playwright-core'
@@ -271,7 +272,7 @@ t.test('the demo page in headless Chromium, through the gateway', {
 
 interface InPageTiming { performance: { getEntriesByType (type: string): Array<{ nextHopProtocol: string }> } }
 
-t.test('the demo page over HTTPS and HTTP/2 in headless Chromium, its WebSocket through the same port', {
+t.test('the demo page over HTTPS and HTTP/2 in headless Chromium: its WebSocket is a stream of the page\'s connection (RFC 8441)', {
   skip: !existsSync(CHROMIUM) && !CI ? `${CHROMIUM} not found: install it with \`apt-get install chromium\` (Debian) to run the browser test` : false
 }, async (t) => {
   if (!existsSync(CHROMIUM)) {
@@ -290,8 +291,14 @@ t.test('the demo page over HTTPS and HTTP/2 in headless Chromium, its WebSocket 
   const connects: string[] = []
   let upgrades = 0
   const tunnels: Array<Record<string, unknown>> = []
-  ;(app.server as unknown as Http2SecureServer).on('stream', (_stream, headers) => {
-    if (headers[':method'] === 'CONNECT') connects.push(`${String(headers[':protocol'])} ${String(headers[':path'])}`)
+  const sessionIds = new Map<unknown, number>()
+  const streams: string[] = []
+  ;(app.server as unknown as Http2SecureServer).on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: string[] = []) => {
+    if (!sessionIds.has(stream.session)) sessionIds.set(stream.session, sessionIds.size)
+    // As the client sent it (the plugin routes an extended CONNECT as the GET handshake, rewriting `headers`).
+    const method = rawHeaders[rawHeaders.indexOf(':method') + 1]
+    streams.push(`session ${String(sessionIds.get(stream.session))}: ${method} ${String(headers[':path'])} ${String(headers[':protocol'])}`)
+    if (method === 'CONNECT') connects.push(`${String(headers[':protocol'])} ${String(headers[':path'])}`)
   })
   app.server.on('upgrade', () => { upgrades++ })
   app.wsProxy.on('tunnelOpen', (event) => { tunnels.push({ ...event }) })
@@ -333,11 +340,23 @@ t.test('the demo page over HTTPS and HTTP/2 in headless Chromium, its WebSocket 
   t.match(lines[0], /^open, subprotocol: echo\.v1/)
   t.same(lines.slice(-2), ['text: hello over h2', 'closed: code 4000, reason bye from the page'])
 
-  // Until the plugin advertises SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441), Chromium opens its WebSocket as an
-  // HTTP/1.1 upgrade on a connection of its own, which ALPN (http/1.1 beside h2) serves on the same port.
-  t.same(connects, [], 'no extended CONNECT yet')
-  t.equal(upgrades, 1, 'the WebSocket was an HTTP/1.1 upgrade')
+  // The plugin advertises SETTINGS_ENABLE_CONNECT_PROTOCOL: Chromium opens its WebSocket as a stream of the page's
+  // HTTP/2 connection (an extended CONNECT), not an HTTP/1.1 upgrade on a connection of its own.
+  t.same(connects, ['websocket /echo'], 'the WebSocket was an extended CONNECT on an HTTP/2 stream')
+  t.equal(upgrades, 0, 'no HTTP/1.1 upgrade')
+  const page0 = streams.find((line) => line.endsWith(': GET / undefined'))?.split(':')[0]
+  t.equal(streams.find((line) => line.includes(': CONNECT '))?.split(':')[0], page0, 'on the connection that brought the page')
   t.equal(tunnels.length, 1)
-  t.match(tunnels[0], { protocol: 'websocket' })
+  t.match(tunnels[0], { protocol: 'websocket', route: '/', httpVersion: '2' }, 'the tunnel event says HTTP/2')
+  t.comment(`tunnelOpen: ${JSON.stringify(tunnels[0])}`)
+  t.comment(streams.join('; '))
+
+  // A drain (reload, SIGTERM): GOAWAY to the session at once, and the WebSocket on its stream gets 1001.
+  await page.click('#connect')
+  await logShows(page, /^open, /m)
+  const drained = drainGateway(app, config)
+  await within(page.locator('#log', { hasText: /^closed: code 1001$/m }).waitFor({ timeout: PAGE_TIMEOUT }), 4000, 'the page to see 1001')
+  await within(drained, 4000, 'the drain')
+  t.match(tunnels[1], { httpVersion: '2' }, 'the second WebSocket went over HTTP/2 as well')
   t.same(blocked, [])
 })
