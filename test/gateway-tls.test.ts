@@ -18,6 +18,7 @@ import { drainGateway, startGateway } from '../src/gateway/start.js'
 import { demoCertificate, type DemoCertificate } from '../src/demo/certificate.js'
 import { echoHandler, httpUpstream, origin, waitFor, within, wsUpstream, type Seen, type Teardown } from './helpers/servers.js'
 import { configDir, inProcess } from './helpers/cli.js'
+import { closePayload, maskedFrame, openH2WebSocket } from './helpers/h2-ws.js'
 
 const { dir, write } = configDir('gateway-tls')
 t.setTimeout(120_000)
@@ -130,6 +131,18 @@ t.test('TLS with http2: ALPN h2 for HTTP/2 clients, http/1.1 for the others, wss
   t.equal(seen.headers['x-forwarded-proto'], 'https', '$scheme is https')
 
   t.equal(await wssEcho(port, cert, 'over TLS'), 'over TLS', 'a wss:// WebSocket on the same port echoes')
+
+  // And a WebSocket over HTTP/2 (RFC 8441) on the session that carried the requests above.
+  t.equal(session.remoteSettings.enableConnectProtocol, true, 'the gateway advertises extended CONNECT')
+  const ws = await openH2WebSocket(t, session, '/chat', { ':scheme': 'https' })
+  t.equal(ws.status, 200, 'the extended CONNECT is accepted')
+  ws.stream.write(maskedFrame(1, Buffer.from('over h2')))
+  const [echo] = await ws.reader.next(1)
+  t.same({ opcode: echo.opcode, text: echo.payload.toString() }, { opcode: 1, text: 'over h2' }, 'echoed over the h2 stream')
+  ws.stream.write(maskedFrame(8, closePayload(1000)))
+  const close = (await ws.reader.next(2))[1]
+  t.same({ opcode: close.opcode, code: close.payload.readUInt16BE(0) }, { opcode: 8, code: 1000 }, 'the upstream answered the Close')
+  await new Promise((resolve) => setImmediate(resolve))
 })
 
 t.test('TLS without http2: HTTPS over HTTP/1.1 only (ALPN offers no h2), wss:// echoes', async (t) => {
