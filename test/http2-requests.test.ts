@@ -3,7 +3,8 @@ import https from 'node:https'
 import { once } from 'node:events'
 import type { IncomingMessage } from 'node:http'
 import { constants as h2 } from 'node:http2'
-import { closedPort, echoHandler, httpUpstream, origin, waitFor, type Seen } from './helpers/servers.js'
+import { closedPort, echoHandler, gateway, httpUpstream, origin, waitFor, type Seen } from './helpers/servers.js'
+import { rawExchange } from './helpers/clients.js'
 import { codeOf, h2Gateway, h2Request, h2Session, rawH2Request } from './helpers/h2.js'
 import { rawUpstream } from './helpers/servers.js'
 import { within } from './helpers/http-faults.js'
@@ -65,6 +66,14 @@ t.test('h2 over TLS with allowHTTP1: HTTP/1.1 clients on the same port are proxi
   t.equal(upSeen.headers['x-forwarded-proto'], 'https')
 })
 
+t.test('$http_host and $server_protocol of an HTTP/1.0 request without Host', async (t) => {
+  const upstream = await httpUpstream(t)
+  const { port } = await gateway(t, { upstream: origin(upstream), requestHeaders: { set: { 'x-vars': '[$http_host]|$server_protocol' } } })
+  const answer = await rawExchange(t, port, 'GET /old HTTP/1.0\r\n\r\n')
+  const upSeen = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as Seen
+  t.equal(upSeen.headers['x-vars'], '[]|HTTP/1.0')
+})
+
 t.test('connection-specific response fields never reach an HTTP/2 client (RFC 9113 §8.2.2)', async (t) => {
   const upstream = await httpUpstream(t, (req, res) => {
     if (req.url === '/426') {
@@ -77,7 +86,10 @@ t.test('connection-specific response fields never reach an HTTP/2 client (RFC 91
     res.write('chunk one, ')
     res.end('chunk two')
   })
-  const gw = await h2Gateway(t, { upstream: origin(upstream) })
+  // A hook's Keep-Alive too: Node would refuse the whole answer.
+  const gw = await h2Gateway(t, { upstream: origin(upstream) }, {
+    setup: (app) => { app.addHook('onRequest', async (request, reply) => { reply.header('keep-alive', 'timeout=5').header('x-hook', 'kept') }) }
+  })
   const session = await h2Session(t, gw)
   for (const path of ['/chunked', '/426']) {
     const answer = await h2Request(session, { ':path': path })
@@ -87,6 +99,7 @@ t.test('connection-specific response fields never reach an HTTP/2 client (RFC 91
       t.equal(answer.headers[name], undefined, `${path}: no ${name}`)
     }
     t.equal(answer.headers['x-public'], 'yes')
+    t.equal(answer.headers['x-hook'], 'kept')
     t.equal(answer.body.toString(), path === '/426' ? 'upgrade please' : 'chunk one, chunk two')
   }
 })

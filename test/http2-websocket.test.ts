@@ -45,7 +45,8 @@ t.test('the server advertises ENABLE_CONNECT_PROTOCOL; text, binary, fragmented 
   gw.app.wsProxy.on('tunnelClose', (event) => closed.push(event))
   const session = await h2Session(t, gw)
   t.equal(session.remoteSettings.enableConnectProtocol, true, 'SETTINGS_ENABLE_CONNECT_PROTOCOL = 1')
-  const ws = await openH2WebSocket(t, session, '/ws/echo?room=1', { 'sec-websocket-protocol': 'other, chat', origin: 'https://app.example' })
+  // A key from the client (RFC 8441 clients send none) is not the one the upstream gets.
+  const ws = await openH2WebSocket(t, session, '/ws/echo?room=1', { 'sec-websocket-protocol': 'other, chat', origin: 'https://app.example', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' })
   t.equal(ws.status, 200)
   t.equal(ws.headers['sec-websocket-protocol'], 'chat', 'the subprotocol the upstream chose')
   t.equal(ws.headers['sec-websocket-accept'], undefined, 'no accept key on HTTP/2 (RFC 8441 §5)')
@@ -58,6 +59,7 @@ t.test('the server advertises ENABLE_CONNECT_PROTOCOL; text, binary, fragmented 
   t.equal(handshake.httpVersion, '1.1')
   t.equal(handshake.headers.upgrade, 'websocket')
   t.match(handshake.headers['sec-websocket-key'], /^[A-Za-z0-9+/]{22}==$/, 'a fresh key from the proxy')
+  t.not(handshake.headers['sec-websocket-key'], 'dGhlIHNhbXBsZSBub25jZQ==')
   t.equal(handshake.headers['sec-websocket-version'], '13')
   t.equal(handshake.headers['sec-websocket-protocol'], 'other, chat')
   t.equal(handshake.headers.origin, 'https://app.example')
@@ -200,6 +202,41 @@ t.test('refusals: another :protocol, an unclaimed path, allowedOrigins, tunnel l
   t.equal(over.headers['retry-after'], '5')
   t.equal(JSON.parse(await bodyOf(over)).code, 'FST_WS_PROXY_TOO_MANY_TUNNELS')
   t.equal(up.handshakes.length, 1, 'only the accepted one reached the upstream')
+})
+
+t.test('a 101 without an accept key and a response template refused are coded answers; a hook\'s Keep-Alive is left out', async (t) => {
+  const noAccept = await headUpstream(t, ({ socket }) => {
+    socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n')
+  })
+  const up = await echoUpstream(t)
+  const gw = await h2Gateway(t, {
+    routes: [
+      { prefix: '/none/', upstream: origin(noAccept) },
+      { prefix: '/tmpl/', upstream: origin(up.server), responseHeaders: { set: { 'x-path': '$uri' } } },
+      { prefix: '/hook/', upstream: origin(up.server) }
+    ]
+  }, {
+    setup: (app) => {
+      app.addHook('onRequest', async (request, reply) => {
+        if (request.url.startsWith('/hook/')) reply.header('keep-alive', 'timeout=5')
+      })
+    }
+  })
+  const session = await h2Session(t, gw)
+  const none = await openH2WebSocket(t, session, '/none/x')
+  t.equal(none.status, 502)
+  t.match(JSON.parse(await bodyOf(none)), { code: 'FST_WS_PROXY_BAD_RESPONSE', message: /Sec-WebSocket-Accept does not match/ })
+  // $uri is percent-decoded: %0D would split the head.
+  const tmpl = await openH2WebSocket(t, session, '/tmpl/a%0Db')
+  t.equal(tmpl.status, 400)
+  t.equal(JSON.parse(await bodyOf(tmpl)).code, 'FST_WS_PROXY_BAD_HEADER_VALUE')
+  t.equal(gw.app.wsProxy.metrics().routes.reduce((n, r) => n + r.tunnels.opened, 0), 0, 'no tunnel was opened')
+  // Keep-Alive is connection-specific (RFC 9113 §8.2.2): Node would refuse the whole answer, so it is left out.
+  const hook = await openH2WebSocket(t, session, '/hook/x')
+  t.equal(hook.status, 200)
+  t.equal(hook.headers['keep-alive'], undefined)
+  hook.stream.write(maskedFrame(TEXT, Buffer.from('through')))
+  t.equal(textOf((await hook.reader.next(1))[0].payload), 'through')
 })
 
 t.test('http2ExtendedConnect: false leaves ENABLE_CONNECT_PROTOCOL off', async (t) => {

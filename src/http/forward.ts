@@ -15,6 +15,7 @@ import type { VarContext } from '../vars/context.js'
 import type { AttemptFailure } from '../options/upstream-schema.js'
 import type { BodyOwner, RequestBody, UploadSet } from './body.js'
 import { attemptFailure, publicError, upstreamError } from './error-map.js'
+import { isConnectionSpecific } from './h2.js'
 import { wasOffered } from '../security/upgrade-protocols.js'
 import type { UpstreamGroup } from '../upstream/group.js'
 import type { PoolSpec, UpstreamServer } from '../upstream/server.js'
@@ -337,13 +338,13 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
     try {
       // RFC 9110 §15: a status outside 100..599 is invalid; Node would relay up to 999.
       if (statusCode > 599) throw new RangeError(`Invalid status code: ${statusCode}`)
-      setHookHeaders(this.reply, res)
+      setHookHeaders(this.reply, res, this.request.raw.httpVersionMajor === 2)
       res.writeHead(statusCode, statusText === '' ? undefined : statusText, headers)
       return null
     } catch (err) {
       for (const name of res.getHeaderNames()) res.removeHeader(name)
       // writeHead stores the reason phrase before validating it: left there, Fastify's 502 would throw again (and hang).
-      res.statusMessage = ''
+      if (this.request.raw.httpVersionMajor !== 2) res.statusMessage = ''
       const error = new FST_WS_PROXY_BAD_RESPONSE(this.server.label, (err as Error).message, { cause: err })
       this.fail(error)
       return error
@@ -395,9 +396,11 @@ const STATUS_FAILURES = new Map<number, AttemptFailure>([[500, 'http_500'], [502
  * relayed answer bypasses. They go on the response first, so the upstream's headers of the same name replace them
  * (`writeHead` with a list), as headers set on `reply.raw` (@fastify/helmet) already are.
  */
-function setHookHeaders (reply: FastifyReply, res: ServerResponse): void {
+function setHookHeaders (reply: FastifyReply, res: ServerResponse, h2: boolean): void {
   const headers = reply.getHeaders()
   for (const name in headers) {
+    // Over HTTP/2 a connection-specific field (a hook's Keep-Alive) would make Node refuse the whole response.
+    if (h2 && isConnectionSpecific(name)) continue
     // Never undefined: `reply.header()` stores '' for it, and `reply.raw` cannot hold it.
     if (!res.hasHeader(name)) res.setHeader(name, headers[name] as string | number | readonly string[])
   }

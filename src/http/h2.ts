@@ -4,11 +4,6 @@ import type { IncomingMessage } from 'node:http'
 // Http2ServerRequest whose headers hold the pseudo-header fields (`:method`, `:path`, `:authority`, `:scheme`,
 // `:protocol`) and usually no Host. These helpers let the HTTP/1.1 code paths read such a request.
 
-/** Whether a request came over HTTP/2. */
-export function isH2 (req: IncomingMessage): boolean {
-  return req.httpVersionMajor === 2
-}
-
 /**
  * The authority a request names, as Fastify's `request.host` reads it: `Host`, else HTTP/2's `:authority`
  * (the request gate refuses an HTTP/2 request whose two disagree).
@@ -23,4 +18,12 @@ export function requestHost (req: IncomingMessage): string | undefined {
  */
 export function h2HasBody (req: IncomingMessage): boolean {
   return req.headers[':protocol'] === undefined && (req as IncomingMessage & { stream: { endAfterHeaders: boolean } }).stream.endAfterHeaders !== true
+}
+
+// RFC 9113 §8.2.2: fields an HTTP/2 message must not carry (Node refuses to send them, or drops Connection with a warning).
+const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings', 'te'])
+
+/** Whether a (lowercase) field name is connection-specific, so never sent on an HTTP/2 response. */
+export function isConnectionSpecific (lowerName: string): boolean {
+  return CONNECTION_SPECIFIC.has(lowerName)
 }
