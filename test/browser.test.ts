@@ -3,16 +3,20 @@
 // WebSockets of its own: subprotocol and permessage-deflate negotiated end to end, text and binary echoed byte for
 // byte, an HTTP request, close codes either way, a handshake the upstream refuses (the browser sees its error and
 // 1006) and a gateway drain (the browser sees 1001). Every request the page makes stays on 127.0.0.1.
+// Then the demo over HTTPS and HTTP/2 (`listen.tls` + `listen.http2`, a certificate made as `--demo --tls` makes it):
+// the page's WebSocket is an extended CONNECT (RFC 8441) on the page's own HTTP/2 connection, and a drain sends it 1001.
 // Without /usr/bin/chromium the browser part is skipped (`apt-get install chromium`), or fails when CI is set.
 // The demo upstream's own WebSocket behaviour is also checked with a Node client, so it stays covered without a browser.
 import t from 'tap'
 import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import type { Http2SecureServer, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { chromium, type BrowserContext, type Page } from 'playwright-core'
 import type { FastifyInstance } from 'fastify'
 import { startDemoUpstream } from '../src/demo/upstream.js'
-import { checkGatewayConfig, withOverrides, type CheckedGatewayConfig } from '../src/gateway/config.js'
+import { checkGatewayConfig, loadTls, withOverrides, type CheckedGatewayConfig } from '../src/gateway/config.js'
+import { demoCertificate } from '../src/demo/certificate.js'
 import { drainGateway, startGateway } from '../src/gateway/start.js'
 import { portOf, within, type Teardown } from './helpers/servers.js'
 import { messages, openWs, pattern, unexpectedResponse, wsClosed, wsUrl } from './helpers/ws.js'
@@ -262,4 +266,97 @@ t.test('the demo page in headless Chromium, through the gateway', {
     t.ok(requested.length >= 3, `${requested.length} requests recorded`)
     t.same(requested.filter((target) => !/^(http|ws):\/\/127\.0\.0\.1:\d+\//.test(target)), [])
   })
+})
+
+// ---- Over HTTPS and HTTP/2: the demo gateway with `listen.tls` and `listen.http2`, as `--demo --tls` runs it.
+
+interface InPageTiming { performance: { getEntriesByType (type: string): Array<{ nextHopProtocol: string }> } }
+
+t.test('the demo page over HTTPS and HTTP/2 in headless Chromium: its WebSocket is a stream of the page\'s connection (RFC 8441)', {
+  skip: !existsSync(CHROMIUM) && !CI ? `${CHROMIUM} not found: install it with \`apt-get install chromium\` (Debian) to run the browser test` : false
+}, async (t) => {
+  if (!existsSync(CHROMIUM)) {
+    t.fail(`${CHROMIUM} not found and CI is set: .ci/run installs it with \`apt-get install chromium\``)
+    return
+  }
+  const certificate = await demoCertificate()
+  t.teardown(() => certificate.remove())
+  const config = checkGatewayConfig(withOverrides({ upstream: await demoUpstream(t), logLevel: 'silent', listen: { tls: certificate.files, http2: true } }, { port: '0' }))
+  await loadTls(config, '/')
+  const app = await startGateway(config)
+  t.teardown(() => app.close())
+  const url = `https://127.0.0.1:${portOf(app.server)}`
+
+  // What the server sees: extended CONNECTs (RFC 8441) on h2 streams, HTTP/1.1 upgrades, and the tunnels' events.
+  const connects: string[] = []
+  let upgrades = 0
+  const tunnels: Array<Record<string, unknown>> = []
+  const sessionIds = new Map<unknown, number>()
+  const streams: string[] = []
+  ;(app.server as unknown as Http2SecureServer).on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: string[] = []) => {
+    if (!sessionIds.has(stream.session)) sessionIds.set(stream.session, sessionIds.size)
+    // As the client sent it (the plugin routes an extended CONNECT as the GET handshake, rewriting `headers`).
+    const method = rawHeaders[rawHeaders.indexOf(':method') + 1]
+    streams.push(`session ${String(sessionIds.get(stream.session))}: ${method} ${String(headers[':path'])} ${String(headers[':protocol'])}`)
+    if (method === 'CONNECT') connects.push(`${String(headers[':protocol'])} ${String(headers[':path'])}`)
+  })
+  app.server.on('upgrade', () => { upgrades++ })
+  app.wsProxy.on('tunnelOpen', (event) => { tunnels.push({ ...event }) })
+
+  const userDataDir = mkdtempSync(join(tmpdir(), 'fastify-ws-proxy-chromium-'))
+  t.teardown(() => rmSync(userDataDir, { recursive: true, force: true }))
+  const context: BrowserContext = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    timeout: 30_000,
+    // The certificate is self-signed: Chromium is told to accept it (and nothing else changes in how it connects).
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--ignore-certificate-errors']
+  })
+  t.teardown(() => context.close())
+  context.setDefaultTimeout(PAGE_TIMEOUT)
+  const blocked: string[] = []
+  await context.route((target) => target.hostname !== '127.0.0.1', async (route) => {
+    blocked.push(route.request().url())
+    await route.abort()
+  })
+
+  const page = await context.newPage()
+  t.teardown(() => page.close())
+  const loaded = await page.goto(`${url}/`)
+  t.equal(loaded?.status(), 200)
+  t.equal(await page.title(), 'fastify-ws-proxy demo')
+  t.equal(await page.evaluate(() => (globalThis as unknown as InPageTiming).performance.getEntriesByType('navigation')[0].nextHopProtocol), 'h2',
+    'the page came over HTTP/2')
+
+  await page.click('#connect')
+  await logShows(page, /^text: welcome/m)
+  await page.fill('#text', 'hello over h2')
+  await page.click('#send')
+  await logShows(page, /^text: hello over h2$/m)
+  await page.click('#close')
+  await logShows(page, /^closed: /m)
+  const lines = await logLines(page)
+  t.match(lines[0], /^open, subprotocol: echo\.v1/)
+  t.same(lines.slice(-2), ['text: hello over h2', 'closed: code 4000, reason bye from the page'])
+
+  // The plugin advertises SETTINGS_ENABLE_CONNECT_PROTOCOL: Chromium opens its WebSocket as a stream of the page's
+  // HTTP/2 connection (an extended CONNECT), not an HTTP/1.1 upgrade on a connection of its own.
+  t.same(connects, ['websocket /echo'], 'the WebSocket was an extended CONNECT on an HTTP/2 stream')
+  t.equal(upgrades, 0, 'no HTTP/1.1 upgrade')
+  const page0 = streams.find((line) => line.endsWith(': GET / undefined'))?.split(':')[0]
+  t.equal(streams.find((line) => line.includes(': CONNECT '))?.split(':')[0], page0, 'on the connection that brought the page')
+  t.equal(tunnels.length, 1)
+  t.match(tunnels[0], { protocol: 'websocket', route: '/', httpVersion: '2' }, 'the tunnel event says HTTP/2')
+  t.comment(`tunnelOpen: ${JSON.stringify(tunnels[0])}`)
+  t.comment(streams.join('; '))
+
+  // A drain (reload, SIGTERM): GOAWAY to the session at once, and the WebSocket on its stream gets 1001.
+  await page.click('#connect')
+  await logShows(page, /^open, /m)
+  const drained = drainGateway(app, config)
+  await within(page.locator('#log', { hasText: /^closed: code 1001$/m }).waitFor({ timeout: PAGE_TIMEOUT }), 4000, 'the page to see 1001')
+  await within(drained, 4000, 'the drain')
+  t.match(tunnels[1], { httpVersion: '2' }, 'the second WebSocket went over HTTP/2 as well')
+  t.same(blocked, [])
 })

@@ -44,6 +44,9 @@ class RecordingLog {
 const config = (port: number): CheckedGatewayConfig => ({
   host: '127.0.0.1',
   port,
+  tls: null,
+  credentials: null,
+  http2: false,
   logLevel: 'info',
   server: { maxHeaderSize: 16384, headersTimeout: 10_000 },
   pidFile: null,

@@ -3,7 +3,7 @@ import { readFile, rm, writeFile } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { parseArgs } from 'node:util'
-import { checkGatewayConfig, effectiveConfig, loadGatewayConfig, withOverrides, type CheckedGatewayConfig, type ListenOverrides } from './config.js'
+import { checkGatewayConfig, effectiveConfig, loadGatewayConfig, loadTls, withOverrides, type CheckedGatewayConfig, type ListenOverrides } from './config.js'
 import { unresolvedHosts } from './host-check.js'
 import { invalidOptions, type OptionProblem } from '../options/problems.js'
 import { didYouMean } from '../options/suggest.js'
@@ -11,6 +11,7 @@ import { drainOnSignals, startGateway } from './start.js'
 import { PrimaryLog } from './primary-log.js'
 import { Supervisor } from './supervisor.js'
 import { startDemoUpstream } from '../demo/upstream.js'
+import { demoCertificate, type DemoCertificate } from '../demo/certificate.js'
 
 const HELP = `fastify-ws-proxy: an HTTP/1.1 + WebSocket reverse proxy gateway (Fastify + undici)
 
@@ -20,10 +21,12 @@ Usage:
   fastify-ws-proxy --print-config -c FILE   print the config with every default filled in (like nginx -T)
   fastify-ws-proxy --reload --config FILE   validate FILE, then make the running gateway reload it (like nginx -s reload)
   fastify-ws-proxy --demo                   run a gateway in front of a built-in demo upstream
+  fastify-ws-proxy --demo --tls             the same over HTTPS and HTTP/2, with a self-signed certificate
 
 Options:
   -c, --config FILE   JSON config: the plugin's options (routes, timeouts, ...) plus
-                      "listen": { "host", "port" }, "server", "pidFile" and "logLevel"; see docs/options.md.
+                      "listen": { "host", "port", "tls", "http2" }, "server", "pidFile" and "logLevel";
+                      see docs/options.md and docs/tls.md.
                       Editors check it with "$schema": "./node_modules/fastify-ws-proxy/fastify-ws-proxy.schema.json"
       --host HOST     override listen.host (default 127.0.0.1)
   -p, --port PORT     override listen.port (default 8080; 0 = any free port)
@@ -35,6 +38,8 @@ Options:
       --print-config  print the effective config (JSON, defaults filled in) and exit
       --reload        validate the config, then send SIGHUP to the pid in its pid file
       --demo          start the demo upstream (HTTP + WebSocket echo) and proxy it
+      --tls           with --demo: serve HTTPS + HTTP/2 with a certificate generated at start
+                      (self-signed, for localhost and 127.0.0.1; needs the openssl command)
   -v, --version       print the version
   -h, --help          this help
 
@@ -57,6 +62,7 @@ const FLAGS = {
   'print-config': { type: 'boolean' },
   reload: { type: 'boolean' },
   demo: { type: 'boolean' },
+  tls: { type: 'boolean' },
   version: { type: 'boolean', short: 'v' },
   help: { type: 'boolean', short: 'h' }
 } as const
@@ -93,7 +99,8 @@ export async function main (argv: string[]): Promise<number> {
     return 0
   }
   const overrides: ListenOverrides = { host: args.host, port: args.port }
-  if (args.demo === true) return await runDemo(overrides, workers ?? 1)
+  if (args.demo === true) return await runDemo(overrides, workers ?? 1, args.tls === true)
+  if (args.tls === true) return usageError('--tls goes with --demo; a config serves HTTPS with "listen": { "tls": ... }')
   const file = args.config
   if (file === undefined) return usageError('--config FILE or --demo is required')
   let config: CheckedGatewayConfig
@@ -232,18 +239,42 @@ async function removePidFile (pidFile: string | null): Promise<void> {
   if (pidFile !== null) await rm(pidFile, { force: true })
 }
 
-async function runDemo (overrides: ListenOverrides, workers: number): Promise<number> {
+async function runDemo (overrides: ListenOverrides, workers: number, tls: boolean): Promise<number> {
+  let certificate: DemoCertificate | null = null
+  if (tls) {
+    try {
+      certificate = await demoCertificate()
+    } catch (err) {
+      process.stderr.write(`error: ${(err as Error).message}\n`)
+      return 1
+    }
+  }
   const upstream = await startDemoUpstream()
-  const config = checkGatewayConfig(withOverrides({ upstream: upstream.url, logLevel: 'info' }, overrides))
-  const { code, port } = await run(config, workers, async () => config, async () => { await upstream.close() })
+  const listen = certificate === null ? {} : { listen: { tls: certificate.files, http2: true } }
+  const config = checkGatewayConfig(withOverrides({ upstream: upstream.url, logLevel: 'info', ...listen }, overrides))
+  await loadTls(config, '/')
+  const cleanUp = async (): Promise<void> => {
+    await upstream.close()
+    await certificate?.remove()
+  }
+  const { code, port } = await run(config, workers, async () => config, cleanUp)
   if (code !== -1 || port === null) return code
-  const base = `http://${config.host}:${port}`
+  const base = `${tls ? 'https' : 'http'}://${config.host}:${port}`
+  const wsUrl = `'${base.replace('http', 'ws')}/echo'`
+  const https = certificate === null
+    ? { note: '', curl: '', ws: wsUrl }
+    : {
+        note: '\n  HTTPS with HTTP/2 (and HTTP/1.1), with a self-signed certificate for localhost and 127.0.0.1 made for this run\n' +
+          `  (${certificate.files.cert}): a browser warns once; curl needs -k.\n`,
+        curl: '-k ',
+        ws: `${wsUrl},{rejectUnauthorized:false}`
+      }
   process.stdout.write(`
 fastify-ws-proxy demo: gateway ${base}  ->  demo upstream ${upstream.url}
-
+${https.note}
   open   ${base}/            the demo page (its WebSocket goes through the gateway)
-  curl   ${base}/api/hello
-  node   -e "const W=require('ws');const w=new W('${base.replace('http', 'ws')}/echo');w.on('message',m=>{console.log(String(m));w.close()});w.on('open',()=>w.send('hi'))"
+  curl   ${https.curl}${base}/api/hello
+  node   -e "const W=require('ws');const w=new W(${https.ws});w.on('message',m=>{console.log(String(m));w.close()});w.on('open',()=>w.send('hi'))"
 
 Ctrl-C stops both.
 `)

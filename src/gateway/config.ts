@@ -1,4 +1,6 @@
+import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
+import { dirname, resolve } from 'node:path'
 import { Type, type Static } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { Value } from '@sinclair/typebox/value'
@@ -14,8 +16,23 @@ const GatewayConfigSchema = Type.Object({
   ...PluginOptionsSchema.properties,
   listen: Type.Optional(Type.Object({
     host: Type.Optional(Type.String({ minLength: 1, default: '127.0.0.1', description: 'Address to listen on. Default 127.0.0.1.' })),
-    port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: 'Port to listen on (0: any free port). Default 8080.' }))
-  }, { additionalProperties: false, default: {}, description: 'Where the gateway listens; `--host`, `--port` and `PORT` override it.' })),
+    port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: 'Port to listen on (0: any free port). Default 8080.' })),
+    tls: Type.Optional(Type.Object({
+      cert: Type.String({ minLength: 1, description: 'nginx `ssl_certificate`: PEM file of the certificate, then its chain (leaf first).' }),
+      key: Type.String({ minLength: 1, description: 'nginx `ssl_certificate_key`: PEM file of the certificate\'s private key (unencrypted).' }),
+      ca: Type.Optional(Type.String({ minLength: 1, description: 'PEM file of CA certificates, Node\'s TLS `ca` option (intermediates belong in `cert`, after the leaf). Default: none.' }))
+    }, {
+      additionalProperties: false,
+      description: 'Serve HTTPS (nginx `listen ... ssl`). File paths, relative to the config file\'s directory; read at start and ' +
+        'again on every reload, and checked by `--check` (PEM, the key matching the certificate). Default: plain HTTP.'
+    })),
+    http2: Type.Optional(Type.Boolean({
+      default: false,
+      description: 'nginx `http2 on`: with `tls`, ALPN offers `h2` and `http/1.1` (clients pick; HTTP/1.1 clients and WebSockets ' +
+        'over HTTP/1.1 keep working). Without `tls`, h2c with prior knowledge only: HTTP/1.1 clients (and browsers) cannot ' +
+        'connect, for use behind an h2c-speaking load balancer. Default false.'
+    }))
+  }, { additionalProperties: false, default: {}, description: 'Where and how the gateway listens; `--host`, `--port` and `PORT` override host and port.' })),
   server: Type.Optional(Type.Object({
     maxHeaderSize: Type.Optional(Type.Integer({ minimum: 1024, default: 16_384, description: 'nginx `large_client_header_buffers`: most bytes of a client request head; beyond it Node answers 431. Default 16384.' })),
     headersTimeout: Type.Optional(Type.Integer({ minimum: 1, default: 60_000, description: 'nginx `client_header_timeout`: milliseconds a client has to send its whole request head; then Node answers 408 (slowloris). Default 60000.' })),
@@ -37,9 +54,28 @@ type GatewayConfig = Static<typeof GatewayConfigSchema>
 
 const checker = TypeCompiler.Compile(GatewayConfigSchema)
 
+/** `listen.tls` as written: file paths. */
+export interface TlsFiles {
+  cert: string
+  key: string
+  ca?: string
+}
+
+/** What the files of `listen.tls` hold, read and checked (PEM text). */
+export interface TlsCredentials {
+  cert: string
+  key: string
+  ca?: string
+}
+
 export interface CheckedGatewayConfig {
   host: string
   port: number
+  /** `listen.tls` as written (null: plain HTTP). */
+  tls: TlsFiles | null
+  /** The contents of `tls`'s files, read by `loadTls()` (null until then, and without `tls`). */
+  credentials: TlsCredentials | null
+  http2: boolean
   logLevel: string
   server: { maxHeaderSize: number, headersTimeout: number, trustProxy?: boolean | string | string[] }
   pidFile: string | null
@@ -60,9 +96,20 @@ export function checkGatewayConfig (value: unknown): CheckedGatewayConfig {
   Value.Default(GatewayConfigSchema, copy)
   // The schema's defaults have filled listen.host, listen.port and logLevel.
   const { $schema, listen, logLevel, server, pidFile, ...proxy } = copy as GatewayConfig & {
-    listen: { host: string, port: number }, logLevel: string, server: CheckedGatewayConfig['server']
+    listen: { host: string, port: number, tls?: TlsFiles, http2: boolean }, logLevel: string, server: CheckedGatewayConfig['server']
   }
-  return { host: listen.host, port: listen.port, logLevel, server, pidFile: pidFile ?? null, proxy, warnings: [] }
+  return {
+    host: listen.host,
+    port: listen.port,
+    tls: listen.tls ?? null,
+    credentials: null,
+    http2: listen.http2,
+    logLevel,
+    server,
+    pidFile: pidFile ?? null,
+    proxy,
+    warnings: []
+  }
 }
 
 /** The routes' code-only options (`getUpstream`, `rewriteRequestHeaders`): a JSON file can only hold their absence. */
@@ -73,6 +120,10 @@ function functionProblems (config: object): OptionProblem[] {
     .filter((key) => route !== null && typeof route === 'object' && key in route)
     .map((key) => ({ path: `routes/${i}/${key}`, reason: 'functions cannot come from a JSON config (give it to the plugin in JavaScript)' })))
 }
+
+/** What `--check` and the start say of `listen.http2` without `listen.tls`. */
+export const H2C_WARNING = 'listen/http2: without listen.tls this is h2c (HTTP/2 with prior knowledge): HTTP/1.1 clients, browsers and ' +
+  'most health checkers cannot connect (docs/tls.md)'
 
 /** Command-line values that replace the config's `listen`. */
 export interface ListenOverrides {
@@ -89,6 +140,8 @@ export async function loadGatewayConfig (file: string, overrides: ListenOverride
     const parsed: unknown = JSON.parse(await readFile(file, 'utf8'))
     const config = checkGatewayConfig(withOverrides(parsed, overrides))
     config.warnings = resolveOptions(config.proxy).warnings
+    if (config.http2 && config.tls === null) config.warnings = [...config.warnings, H2C_WARNING]
+    await loadTls(config, dirname(file))
     return config
   } catch (err) {
     throw new Error(`${file}: ${(err as Error).message}`, { cause: err })
@@ -107,8 +160,8 @@ export function withOverrides (parsed: unknown, { host, port }: ListenOverrides)
 
 /** The effective config, defaults filled in, as a config file would say it (`--print-config`, like `nginx -T`). */
 export function effectiveConfig (config: CheckedGatewayConfig): Record<string, unknown> {
-  const { host, port, logLevel, server, pidFile, proxy } = config
-  return { listen: { host, port }, server, ...(pidFile === null ? {} : { pidFile }), logLevel, ...proxy }
+  const { host, port, tls, http2, logLevel, server, pidFile, proxy } = config
+  return { listen: { host, port, ...(tls === null ? {} : { tls }), http2 }, server, ...(pidFile === null ? {} : { pidFile }), logLevel, ...proxy }
 }
 
 /** The JSON Schema of the config file, for editors and the package (`npm run docs` writes fastify-ws-proxy.schema.json). */
@@ -127,4 +180,44 @@ export function gatewayJsonSchema (): Record<string, unknown> {
 /** The tunnels' grace period of a checked config (the schema's default has filled it). */
 export function gracePeriod (config: CheckedGatewayConfig): number {
   return config.proxy.closeGracePeriod as number
+}
+
+/**
+ * Reads the files of `listen.tls` (relative paths from `dir`, the config file's) into `config.credentials`, and
+ * checks them: a PEM certificate, a PEM private key that matches it, PEM CA certificates. Throws every problem at
+ * once as FST_WS_PROXY_INVALID_OPTION, naming `listen/tls/cert` etc. Start-up, `--check` and every reload call it,
+ * so a replaced certificate is read again on reload.
+ */
+export async function loadTls (config: CheckedGatewayConfig, dir: string): Promise<void> {
+  const files = config.tls
+  if (files === null) return
+  const problems: OptionProblem[] = []
+  const read = async (name: keyof TlsFiles, path: string): Promise<string | null> => {
+    try {
+      return await readFile(resolve(dir, path), 'utf8')
+    } catch (err) {
+      // fs errors always carry a code (ENOENT, EACCES, EISDIR...).
+      problems.push({ path: `listen/tls/${name}`, reason: `cannot read ${JSON.stringify(path)}: ${String((err as NodeJS.ErrnoException).code)}` })
+      return null
+    }
+  }
+  const [cert, key, ca] = await Promise.all([read('cert', files.cert), read('key', files.key), files.ca === undefined ? null : read('ca', files.ca)])
+  const certificate = cert === null ? null : parsed(problems, 'cert', files.cert, 'a PEM certificate', () => new X509Certificate(cert))
+  const privateKey = key === null ? null : parsed(problems, 'key', files.key, 'an unencrypted PEM private key', () => createPrivateKey(key))
+  if (ca !== null) parsed(problems, 'ca', files.ca as string, 'PEM certificates', () => new X509Certificate(ca))
+  if (certificate !== null && privateKey !== null && !certificate.checkPrivateKey(privateKey)) {
+    problems.push({ path: 'listen/tls/key', reason: `${JSON.stringify(files.key)} is not the private key of the certificate in listen/tls/cert (${JSON.stringify(files.cert)})` })
+  }
+  if (problems.length > 0) throw invalidOptions(problems)
+  config.credentials = { cert: cert as string, key: key as string, ...(ca === null ? {} : { ca }) }
+}
+
+/** Parses one file's PEM, recording a problem when it is not what `what` says. */
+function parsed<T extends X509Certificate | KeyObject> (problems: OptionProblem[], name: keyof TlsFiles, path: string, what: string, parse: () => T): T | null {
+  try {
+    return parse()
+  } catch {
+    problems.push({ path: `listen/tls/${name}`, reason: `${JSON.stringify(path)} does not hold ${what}` })
+    return null
+  }
 }
