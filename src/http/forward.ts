@@ -406,10 +406,15 @@ function setHookHeaders (reply: FastifyReply, res: ServerResponse, h2: boolean):
   }
 }
 
+const WEBSOCKET = Buffer.from('websocket')
+
 /** The protocol a 101 switched to (its `Upgrade` header), for logs and events. */
 function upgradeProtocol (raw: Buffer[]): string {
   for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i].length === 7 && raw[i].toString('latin1').toLowerCase() === 'upgrade') return raw[i + 1].toString('latin1')
+    if (raw[i].length === 7 && raw[i].toString('latin1').toLowerCase() === 'upgrade') {
+      // The usual answer shares one string instead of each tunnel keeping its own copy.
+      return raw[i + 1].equals(WEBSOCKET) ? 'websocket' : raw[i + 1].toString('latin1')
+    }
   }
   /* c8 ignore start: undici refuses a 101 without Upgrade before it gets here */
   return ''

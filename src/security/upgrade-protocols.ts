@@ -30,6 +30,8 @@ export class UpgradeProtocols {
 
 /** Whether every protocol a 101 names (its `Upgrade`) is among those the request offered, by name, ignoring case. */
 export function wasOffered (offered: string, answered: string): boolean {
+  // The common case (`websocket` offered and answered), without building a Set: the same list names the same protocols.
+  if (offered === answered) return true
   const names = new Set(offered.split(',').map(protocolName))
   for (const protocol of answered.split(',')) {
     if (!names.has(protocolName(protocol))) return false

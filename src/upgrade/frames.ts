@@ -35,10 +35,10 @@ export class FrameStream {
   remaining = 0
   opcode = 0
   /**
-   * A header split across chunks is gathered here. From Node's shared pool (two per tunnel): a buffer of its own
-   * would cost each idle tunnel two ArrayBuffers with their backing stores.
+   * A header split across chunks is gathered here, allocated the first time one is (an idle tunnel never needs it).
+   * From Node's shared pool: a buffer of its own would cost an ArrayBuffer with its backing store.
    */
-  readonly header = Buffer.allocUnsafe(14)
+  header: Buffer | null = null
   headerLength = 0
   /** The split header's first bytes were forwarded already (by `track`): its frame must go on whole. */
   headerForwarded = false
@@ -171,10 +171,11 @@ function readHeader (s: FrameStream, chunk: Buffer, i: number): number {
       return i + size
     }
   }
+  const header = s.header ??= Buffer.allocUnsafe(14)
   while (i < end) {
-    s.header[s.headerLength++] = chunk[i++]
-    if (s.headerLength >= 2 && s.headerLength === headerSize(s.header[1])) {
-      parseHeader(s, s.header, 0)
+    header[s.headerLength++] = chunk[i++]
+    if (s.headerLength >= 2 && s.headerLength === headerSize(header[1])) {
+      parseHeader(s, header, 0)
       s.headerLength = 0
       return i
     }
@@ -255,7 +256,7 @@ export function relayFrames (s: FrameStream, chunk: Buffer, to: Socket): boolean
       if (carried > 0 && !carriedForwarded) {
         // The header's first bytes, gathered from earlier chunks, go before the rest of it.
         ok = write(to, chunk, from, start) && ok
-        if (to.writable) ok = to.write(Buffer.from(s.header.subarray(0, carried))) && ok
+        if (to.writable) ok = to.write(Buffer.from((s.header as Buffer).subarray(0, carried))) && ok
         from = start
       }
       continue
@@ -269,7 +270,7 @@ export function relayFrames (s: FrameStream, chunk: Buffer, to: Socket): boolean
     // A held frame is a pong as long as the proxy's ping payload (8 bytes): its payload is still to come.
     s.held = []
     s.heldSize = 0
-    if (carried > 0) hold(s, Buffer.from(s.header.subarray(0, carried)))
+    if (carried > 0) hold(s, Buffer.from((s.header as Buffer).subarray(0, carried)))
     hold(s, chunk.subarray(start, i))
   }
   // Held and dropped bytes have moved `from` along; after an injected Close nothing more reaches the receiver

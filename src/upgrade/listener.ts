@@ -118,6 +118,9 @@ function handshakeSocketOnEnd (this: HandshakeSocket): void {
   this.destroy()
 }
 
+// Never pushed to: the socket's 'data' listener is gone by the time it holds this.
+const NO_BYTES: Buffer[] = []
+
 /**
  * Hands the client socket over to a tunnel: stops the handshake's reading and returns, in order, every
  * byte the client sent after its request head (usually none: a WebSocket client waits for the 101).
@@ -129,8 +132,9 @@ export function takeOverClientSocket (socket: Socket): Buffer {
   socket.removeListener('error', socketOnHandshakeError)
   socket.removeListener('drain', handshakeSocketOnDrain)
   socket.pause()
-  const chunks = early[kEarlyBytes] ?? []
-  early[kEarlyBytes] = []
+  const chunks = early[kEarlyBytes] ?? NO_BYTES
+  // The tunnel keeps the socket for its whole life: nothing of the handshake's should stay on it.
+  early[kEarlyBytes] = NO_BYTES
   return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)
 }
 

@@ -167,3 +167,17 @@ t.test('a 101 switching to a protocol the client did not offer (h2c) is a 502, n
   t.not(answer.status, 101, 'no h2c tunnel')
   t.equal(answer.status, 502, 'a bad response')
 })
+
+t.test('a 101 naming an offered protocol in its own case, or one protocol of a list offered, is a tunnel', async (t) => {
+  const answers = ['FOO', 'bar/2']
+  const upstream = await headUpstream(t, ({ socket }) => {
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${answers.shift() ?? ''}\r\nConnection: Upgrade\r\n\r\n`)
+  })
+  const { port } = await gateway(t, { routes: [{ prefix: '/api/', upstream: `http://127.0.0.1:${portOf(upstream)}/` }] })
+  const cased = await exchange(t, port, upgrade('/api/x'))
+  t.equal(cased.status, 101, 'foo offered, FOO answered')
+  t.equal(cased.headers.upgrade, 'FOO', 'the upstream\'s Upgrade is relayed')
+  const listed = await exchange(t, port, upgrade('/api/x', [], { protocol: 'foo, bar/2' }))
+  t.equal(listed.status, 101, 'foo, bar/2 offered, bar/2 answered')
+  t.equal(listed.headers.upgrade, 'bar/2')
+})
