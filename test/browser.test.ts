@@ -355,7 +355,7 @@ t.test('the demo page over HTTPS and HTTP/2 in headless Chromium: its WebSocket 
   await page.click('#connect')
   await logShows(page, /^open, /m)
   const drained = drainGateway(app, config)
-  await within(page.locator('#log', { hasText: /^closed: code 1001$/m }).waitFor({ timeout: PAGE_TIMEOUT }), 4000, 'the page to see 1001')
+  await within(page.locator('#log', { hasText: /^closed: code 1001, reason shutdown$/m }).waitFor({ timeout: PAGE_TIMEOUT }), 4000, 'the page to see 1001')
   await within(drained, 4000, 'the drain')
   t.match(tunnels[1], { httpVersion: '2' }, 'the second WebSocket went over HTTP/2 as well')
   t.same(blocked, [])

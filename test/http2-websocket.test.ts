@@ -289,7 +289,7 @@ t.test('app.close(): Close 1001 on the h2 stream and to the upstream', async (t)
   const session = await h2Session(t, gw)
   const ws = await openH2WebSocket(t, session, '/live')
   await waitFor(() => up.sockets.length === 1, 2000, 'the handshake')
-  const upstreamClose = new Promise<number>((resolve) => up.sockets[0].on('close', (code) => resolve(code)))
+  const upstreamClose = new Promise<[number, string]>((resolve) => up.sockets[0].on('close', (code, reason) => resolve([code, reason.toString()])))
   // The client answers the proxy's Close as a client does, then ends its side.
   ws.stream.on('data', () => {
     if (ws.reader.frames.some((f) => f.opcode === CLOSE) && ws.stream.writable) {
@@ -301,7 +301,8 @@ t.test('app.close(): Close 1001 on the h2 stream and to the upstream', async (t)
   const [goingAway] = await ws.reader.next(1, 3000)
   t.equal(goingAway.opcode, CLOSE)
   t.equal(codeOf(goingAway.payload), 1001)
-  t.equal(await within(upstreamClose, 3000, 'the upstream\'s close'), 1001, 'the upstream got 1001 too')
+  t.equal(goingAway.payload.subarray(2).toString(), 'shutdown', 'the Close says why')
+  t.same(await within(upstreamClose, 3000, 'the upstream\'s close'), [1001, 'shutdown'], 'the upstream got 1001 shutdown too')
   await within(closing, 5000, 'app.close()')
   t.ok(Date.now() - started < 2000, `closed cleanly before the grace period ran out (${Date.now() - started} ms)`)
   await waitFor(() => ws.reader.closed, 2000, 'the stream to close')
