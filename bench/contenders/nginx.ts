@@ -1,5 +1,7 @@
 // Contender: nginx, one worker, the seeds' WebSocket configuration with upstream keep-alive, to the upstream given
 // as argv[2]. Prints "READY <port> <master pid>" (the benchmark measures the master's process tree: master + worker).
+// With argv[3] and argv[4] (certificate and key PEM files, bench/http2.ts): `listen ... ssl http2` (ALPN h2 and
+// http/1.1; WebSockets over HTTP/1.1 only, nginx has no RFC 8441), keep-alive without a request cap.
 // bench/run.ts installs nginx (`apt-get install nginx-light`) when it is missing, and fails when it cannot.
 import { spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs'
@@ -17,6 +19,14 @@ async function freePort (): Promise<number> {
 
 const dir = mkdtempSync(join(tmpdir(), 'fastify-ws-proxy-bench-nginx-'))
 const port = await freePort()
+const [, , upstreamPort, certFile, keyFile] = process.argv
+const listen = certFile === undefined
+  ? `listen 127.0.0.1:${port};`
+  : `listen 127.0.0.1:${port} ssl http2;
+    ssl_certificate ${certFile};
+    ssl_certificate_key ${keyFile};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    keepalive_requests 1000000;`
 writeFileSync(join(dir, 'nginx.conf'), `
 worker_processes 1;
 pid ${dir}/nginx.pid;
@@ -32,9 +42,9 @@ http {
   client_max_body_size 0;
   # The seeds' map, with '' instead of 'close' for plain requests, as nginx's keepalive docs advise: nginx at its best.
   map $http_upgrade $connection_upgrade { default upgrade; '' ''; }
-  upstream backend { server 127.0.0.1:${process.argv[2]}; keepalive 128; }
+  upstream backend { server 127.0.0.1:${upstreamPort}; keepalive 128; }
   server {
-    listen 127.0.0.1:${port};
+    ${listen}
     location / {
       proxy_pass http://backend;
       proxy_http_version 1.1;
