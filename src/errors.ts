@@ -82,7 +82,8 @@ export const FST_WS_PROXY_TUNNEL_READ_TIMEOUT = createError(
 
 /**
  * A header template evaluated to a value that may not appear in an HTTP field (CR, LF, NUL, other controls),
- * typically from a client-controlled variable. Nothing is sent upstream; the client gets a 400.
+ * typically from a client-controlled variable, or a hook set such a value (or a name that is not a token) on the
+ * reply. Nothing is sent upstream; the client gets a 400.
  */
 export const FST_WS_PROXY_BAD_HEADER_VALUE = createError(
   'FST_WS_PROXY_BAD_HEADER_VALUE', 'Header %s would carry characters not allowed in an HTTP field value', 400)

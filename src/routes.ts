@@ -1,8 +1,9 @@
 import type { IncomingMessage, Server } from 'node:http'
 import type { FastifyContextConfig, FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify'
 import type { Dispatcher } from 'undici'
-import { FST_WS_PROXY_BAD_PATH, FST_WS_PROXY_BODY_TOO_LARGE, FST_WS_PROXY_GET_UPSTREAM_FAILED, FST_WS_PROXY_NO_LIVE_UPSTREAM, FST_WS_PROXY_ORIGIN_FORBIDDEN, FST_WS_PROXY_REWRITE_HEADERS_FAILED, FST_WS_PROXY_UPGRADE_WITH_BODY } from './errors.js'
+import { FST_WS_PROXY_BAD_HEADER_VALUE, FST_WS_PROXY_BAD_PATH, FST_WS_PROXY_BODY_TOO_LARGE, FST_WS_PROXY_GET_UPSTREAM_FAILED, FST_WS_PROXY_NO_LIVE_UPSTREAM, FST_WS_PROXY_ORIGIN_FORBIDDEN, FST_WS_PROXY_REWRITE_HEADERS_FAILED, FST_WS_PROXY_UPGRADE_WITH_BODY } from './errors.js'
 import { buildRequestHeaders, connectionIntent, headersObject, rewrittenHeaders } from './headers/request-headers.js'
+import { invalidFields } from './headers/field.js'
 import type { ResponseHeaderPlan } from './headers/response-headers.js'
 import type { RewriteRule } from './headers/rules.js'
 import { RequestBody, type UploadSet } from './http/body.js'
@@ -128,6 +129,16 @@ export class RouteProxy implements ExchangeRoute {
   }
 
   handle (request: FastifyRequest, reply: FastifyReply): void {
+    // A header a hook set on the reply (from client input, say) with CR, LF or NUL: refused before anything goes
+    // upstream, over HTTP/2 too (where Node would write it as it is), and left out of the refusal itself.
+    const badFields = invalidFields(reply.getHeaders())
+    if (badFields !== null) {
+      for (const name of badFields) reply.removeHeader(name)
+      const err = new FST_WS_PROXY_BAD_HEADER_VALUE(badFields[0])
+      request.log.warn({ err }, 'request refused: a header a hook set would not be a valid HTTP field')
+      this.refuse(reply, err)
+      return
+    }
     const req = request.raw
     const url = req.url as string
     // The upstream path is the mapping of exactly what hooks saw as `request.url`: nothing else is ever sent.

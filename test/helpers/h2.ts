@@ -96,6 +96,8 @@ export interface RawH2Answer {
   body: string
   /** The RST_STREAM error code, or -1. */
   rstCode: number
+  /** The HPACK blocks of stream 1's HEADERS frames, as they came (to check what went on the wire). */
+  head: Buffer
 }
 
 const STATIC_STATUS = new Map([[0x88, 200], [0x89, 204], [0x8a, 206], [0x8b, 304], [0x8c, 400], [0x8d, 404], [0x8e, 500]])
@@ -122,7 +124,7 @@ export async function rawH2Request (t: Teardown, port: number, fields: Array<[st
     Buffer.from([0, name.length]), Buffer.from(name, 'latin1'), Buffer.from([value.length]), Buffer.from(value, 'latin1')
   ])))
   socket.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(4, 0, 0, Buffer.alloc(0)), frame(1, 0x5, 1, block)]))
-  const answer: RawH2Answer = { status: -1, body: '', rstCode: -1 }
+  const answer: RawH2Answer = { status: -1, body: '', rstCode: -1, head: Buffer.alloc(0) }
   let buffered = Buffer.alloc(0)
   await within(new Promise<void>((resolve, reject) => {
     socket.on('error', reject)
@@ -137,7 +139,10 @@ export async function rawH2Request (t: Teardown, port: number, fields: Array<[st
         buffered = buffered.subarray(9 + length)
         if (type === 4 && (flags & 1) === 0) socket.write(frame(4, 1, 0, Buffer.alloc(0)))
         if (stream !== 1) continue
-        if (type === 1) answer.status = STATIC_STATUS.get(payload[0]) ?? -1
+        if (type === 1) {
+          answer.status = STATIC_STATUS.get(payload[0]) ?? -1
+          answer.head = Buffer.concat([answer.head, payload])
+        }
         if (type === 0) answer.body += payload.toString()
         if (type === 3) answer.rstCode = payload.readUInt32BE(0)
         if (type === 3 || (flags & 1) === 1) {
