@@ -67,7 +67,9 @@ function h2HeadRefusal (req: IncomingMessage, cap: number): Error | null {
   }
   if (fields > cap) return new FST_WS_PROXY_TOO_MANY_HEADERS(cap)
   const authority = req.headers[':authority'] as string | undefined
-  const host = (req.headers.host ?? authority) as string
+  const host = (req.headers.host ?? authority) as string | undefined
+  // Neither (nghttp2 resets such a stream first, but an authority is never assumed).
+  if (host === undefined) return new FST_WS_PROXY_BAD_HOST('missing')
   if (authority !== undefined && host !== authority) return new FST_WS_PROXY_BAD_HOST('differs from :authority')
   // nghttp2 checks only the characters: `a:b` or `[x]` pass it.
   return isValidAuthority(host) ? null : new FST_WS_PROXY_BAD_HOST('not a valid host[:port]')
