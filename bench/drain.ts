@@ -16,6 +16,7 @@ import os from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { WebSocket } from 'ws'
+import { readyPort } from './procs.js'
 
 const arg = (name: string, fallback: number): number => {
   const at = process.argv.indexOf(name)
@@ -232,15 +233,7 @@ async function runMode (mode: Mode, upstreamPort: number): Promise<ModeResult> {
 }
 
 const upstream = node(['bench/upstream.ts'])
-const upstreamPort = await new Promise<number>((resolve, reject) => {
-  let out = ''
-  upstream.stdout?.on('data', (chunk: Buffer) => {
-    out += chunk.toString()
-    const match = /READY (\d+)/.exec(out)
-    if (match !== null) resolve(Number(match[1]))
-  })
-  upstream.once('exit', (code) => reject(new Error(`the upstream exited with ${code}`)))
-})
+const upstreamPort = await readyPort(upstream, 'the upstream')
 
 const results: ModeResult[] = []
 try {

@@ -94,6 +94,19 @@ export function transpileBench (): string {
 }
 
 /** Starts a process that prints "READY <port> [<pid to measure>]" (nginx names its master; others measure themselves). */
+/** The port a bench process announces on its first `READY <port>` line. */
+export function readyPort (child: ChildProcess, name: string): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    let out = ''
+    child.stdout?.on('data', (chunk: Buffer) => {
+      out += chunk.toString()
+      const match = /READY (\d+)/.exec(out)
+      if (match !== null) resolve(Number(match[1]))
+    })
+    child.once('exit', (code) => reject(new Error(`${name} exited with ${code}`)))
+  })
+}
+
 export function startProcess (benchJs: string, args: string[], nodeFlags: string[] = []): Promise<{ child: ChildProcess, port: number, pid: number }> {
   const script = join(benchJs, args[0].replace(/^bench\//, '').replace(/\.ts$/, '.js'))
   const child = spawn(process.execPath, ['--expose-gc', ...nodeFlags, '--import', join(benchJs, 'contenders/gc-on-signal.js'), script, ...args.slice(1)],

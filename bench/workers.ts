@@ -9,6 +9,7 @@ import net from 'node:net'
 import os from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { readyPort } from './procs.js'
 
 const quick = process.argv.includes('--quick')
 const reloadsOnly = process.argv.includes('--reloads-only')
@@ -137,15 +138,7 @@ async function reloadsUnderLoad (upstreamPort: number): Promise<{ requests: numb
 }
 
 const upstream = node(['bench/upstream.ts'])
-const upstreamPort = await new Promise<number>((resolve, reject) => {
-  let out = ''
-  upstream.stdout?.on('data', (chunk: Buffer) => {
-    out += chunk.toString()
-    const match = /READY (\d+)/.exec(out)
-    if (match !== null) resolve(Number(match[1]))
-  })
-  upstream.once('exit', (code) => reject(new Error(`the upstream exited with ${code}`)))
-})
+const upstreamPort = await readyPort(upstream, 'the upstream')
 
 const results: Record<number, Round[]> = { 1: [], 2: [] }
 
