@@ -151,19 +151,7 @@ t.test('the demo page in headless Chromium, through the gateway', {
   const upstreamUrl = await demoUpstream(t)
   const { url } = await demoGateway(t, upstreamUrl)
 
-  const userDataDir = mkdtempSync(join(tmpdir(), 'fastify-ws-proxy-chromium-'))
-  t.teardown(() => rmSync(userDataDir, { recursive: true, force: true }))
-  const context: BrowserContext = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 30_000,
-    // No sandbox (CI runs as root); and no traffic of Chromium's own (component updates, sync, QUIC probes): the
-    // machine may have no network beyond loopback, and the test must not depend on one.
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync']
-  })
-  t.teardown(() => context.close())
-  context.setDefaultTimeout(PAGE_TIMEOUT)
+  const context = await launchChromium(t, [])
 
   // Every URL the pages ask for (HTTP and WebSocket); anything not on 127.0.0.1 is aborted and recorded.
   const requested: string[] = []
@@ -303,18 +291,8 @@ t.test('the demo page over HTTPS and HTTP/2 in headless Chromium: its WebSocket 
   app.server.on('upgrade', () => { upgrades++ })
   app.wsProxy.on('tunnelOpen', (event) => { tunnels.push({ ...event }) })
 
-  const userDataDir = mkdtempSync(join(tmpdir(), 'fastify-ws-proxy-chromium-'))
-  t.teardown(() => rmSync(userDataDir, { recursive: true, force: true }))
-  const context: BrowserContext = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 30_000,
-    // The certificate is self-signed: Chromium is told to accept it (and nothing else changes in how it connects).
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--ignore-certificate-errors']
-  })
-  t.teardown(() => context.close())
-  context.setDefaultTimeout(PAGE_TIMEOUT)
+  // The certificate is self-signed: Chromium is told to accept it (and nothing else changes in how it connects).
+  const context = await launchChromium(t, ['--ignore-certificate-errors'])
   const blocked: string[] = []
   await context.route((target) => target.hostname !== '127.0.0.1', async (route) => {
     blocked.push(route.request().url())
@@ -360,3 +338,21 @@ t.test('the demo page over HTTPS and HTTP/2 in headless Chromium: its WebSocket 
   t.match(tunnels[1], { httpVersion: '2' }, 'the second WebSocket went over HTTP/2 as well')
   t.same(blocked, [])
 })
+
+/** Headless Chromium with a profile of its own, closed and removed at the end of `t`. */
+async function launchChromium (t: Teardown, extraArgs: string[]): Promise<BrowserContext> {
+  const userDataDir = mkdtempSync(join(tmpdir(), 'fastify-ws-proxy-chromium-'))
+  t.teardown(() => rmSync(userDataDir, { recursive: true, force: true }))
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    timeout: 30_000,
+    // No sandbox (CI runs as root); and no traffic of Chromium's own (component updates, sync, QUIC probes): the
+    // machine may have no network beyond loopback, and the test must not depend on one.
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', ...extraArgs]
+  })
+  t.teardown(() => context.close())
+  context.setDefaultTimeout(PAGE_TIMEOUT)
+  return context
+}
