@@ -7,7 +7,7 @@ import Fastify from 'fastify'
 import type { AddressInfo } from 'node:net'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import wsProxyPlugin, { type TunnelCloseReason } from '../src/index.js'
-import { TUNNEL_CLOSE_REASONS } from '../src/telemetry/stats.js'
+import { TUNNEL_CLOSE_REASONS } from '../src/telemetry/events.js'
 import { announce, collectGarbage, serve } from './soak-rpc.js'
 
 const app = Fastify({ logger: false })

@@ -11,7 +11,7 @@ import net, { type Socket } from 'node:net'
 import type { WebSocketServer } from 'ws'
 import type { FastifyInstance } from 'fastify'
 import type { TunnelCloseEvent } from '../src/telemetry/events.js'
-import { closeWindow } from '../src/upgrade/tunnels.js'
+import { closeWindow } from '../src/upgrade/tunnel-registry.js'
 import { gateway, logCapture, origin, waitFor, wsUpstream, type Teardown } from './helpers/servers.js'
 import {
   WS_KEY, acceptFor, headEnd, headUpstream, messages, openWs, parseFrames, pattern, rawClient, switching, upgradeHead,

@@ -5,6 +5,7 @@ import { Type, type Static } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { Value } from '@sinclair/typebox/value'
 import { FST_WS_PROXY_INVALID_OPTION } from '../errors.js'
+import { LOG_LEVELS } from '../telemetry/log-levels.js'
 import { PluginOptionsSchema, type WsProxyOptions } from '../options/schema.js'
 import { resolveOptions } from '../options/resolve.js'
 import { invalidOptions, type OptionProblem } from '../options/problems.js'
@@ -45,7 +46,7 @@ const GatewayConfigSchema = Type.Object({
     }))
   }, { additionalProperties: false, default: {}, description: 'Client-side limits of the gateway\'s HTTP server (Node server options; docs/semantics.md, "Limits").' })),
   pidFile: Type.Optional(Type.String({ minLength: 1, description: 'nginx `pid`: the primary process writes its pid here; `--reload` signals it. Default: none.' })),
-  logLevel: Type.Optional(Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), {
+  logLevel: Type.Optional(Type.Union(LOG_LEVELS.map((level) => Type.Literal(level)), {
     default: 'info', description: 'Fastify (pino) log level. Default info.'
   }))
 }, { additionalProperties: false, description: 'The config of the fastify-ws-proxy gateway (`fastify-ws-proxy --config FILE`): the plugin\'s options plus `listen`, `server`, `pidFile` and `logLevel`.' })

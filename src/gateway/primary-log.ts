@@ -1,10 +1,11 @@
 import { hostname } from 'node:os'
+import { LOG_LEVEL_NUMBERS } from '../telemetry/log-levels.js'
 
 // The primary runs no Fastify app, so it writes pino's line format itself: one JSON object per line on stdout,
 // with the same `level` numbers, `time`, `pid` and `hostname`, so the workers' and the primary's lines can be
 // read by the same tools.
 // `logLevel` is one of these (the config schema checks it).
-const LEVELS: Readonly<Record<string, number>> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity }
+const LEVELS: Readonly<Record<string, number>> = LOG_LEVEL_NUMBERS
 const HOST = hostname()
 
 /** The cluster primary's logger. */

@@ -2,7 +2,7 @@ import cluster, { type Worker } from 'node:cluster'
 import { gracePeriod, type CheckedGatewayConfig } from './config.js'
 import type { PrimaryLog } from './primary-log.js'
 import type { FromWorker, ToWorker } from './worker.js'
-import type { DrainReason } from '../upgrade/tunnels.js'
+import type { DrainReason } from '../upgrade/tunnel-registry.js'
 
 /** Restart backoff after a worker dies: 100 ms, doubled per death in a row, at most 10 s. */
 const BACKOFF_FIRST = 100

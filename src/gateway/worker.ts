@@ -2,7 +2,7 @@ import cluster, { type Worker } from 'node:cluster'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import type { CheckedGatewayConfig } from './config.js'
-import type { DrainReason } from '../upgrade/tunnels.js'
+import type { DrainReason } from '../upgrade/tunnel-registry.js'
 import { drainGateway, startGateway } from './start.js'
 
 /** What the primary tells a worker. */

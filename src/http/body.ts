@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http'
 import { Readable } from 'node:stream'
-import type { Swept } from '../lifecycle/sweeper.js'
+import type { Swept } from '../timers/sweeper.js'
 import { kBody } from '../symbols.js'
 
 /** What a request body reports to its exchange. */

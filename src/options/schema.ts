@@ -1,4 +1,4 @@
-import { TUNNEL_LOG_LEVELS } from '../telemetry/events.js'
+import { LOG_LEVELS } from '../telemetry/log-levels.js'
 import { TlsSchema, UpstreamGroupSchema, type UpstreamGroupOptions } from './upstream-schema.js'
 import type { FastifyRequest } from 'fastify'
 import { Type, type Static, type TObject, type TOptional, type TInteger, type TArray, type TUnion, type TLiteral } from '@sinclair/typebox'
@@ -307,7 +307,7 @@ export const PluginOptionsSchema = Type.Object({
     description: 'At `app.close()`: milliseconds live tunnels get to close cleanly (WebSocket: Close 1001 to both sides at a frame ' +
       'boundary; others: half-closed) before they are destroyed. New upgrades get 503 meanwhile. Default 5000.'
   })),
-  tunnelLogLevel: Type.Optional(Type.Union(TUNNEL_LOG_LEVELS.map((level) => Type.Literal(level)), {
+  tunnelLogLevel: Type.Optional(Type.Union(LOG_LEVELS.map((level) => Type.Literal(level)), {
     default: 'info',
     description: 'Level of the one line logged per closed tunnel (route, upstream, client, reason, duration, bytes). Default info.'
   })),

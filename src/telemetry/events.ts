@@ -1,4 +1,12 @@
-import type { TunnelCloseReason } from '../upgrade/tunnel.js'
+import type { LogLevel } from './log-levels.js'
+
+/**
+ * Why a tunnel ended, as logged, counted in metrics and given to `tunnelClose` listeners. When the proxy ends a
+ * WebSocket tunnel itself (a timer, `shutdown`, `reload`), the same string is the reason of its Close 1001 frames.
+ */
+export const TUNNEL_CLOSE_REASONS = ['client-closed', 'upstream-closed', 'client-error', 'upstream-error',
+  'read-timeout', 'send-timeout', 'idle-timeout', 'lifetime', 'ping-timeout', 'shutdown', 'reload'] as const
+export type TunnelCloseReason = typeof TUNNEL_CLOSE_REASONS[number]
 
 /** A tunnel opened: the upstream answered 101 and bytes flow both ways. */
 export interface TunnelOpenEvent {
@@ -31,5 +39,4 @@ export interface WsProxyEvents {
 }
 
 /** Levels for the one line logged per closed tunnel; `silent` logs nothing. */
-export const TUNNEL_LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const
-export type TunnelLogLevel = typeof TUNNEL_LOG_LEVELS[number]
+export type TunnelLogLevel = LogLevel

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import type { MetricsRegistry } from '../options/schema.js'
-import type { RouteStats, MetricsSnapshot } from './stats.js'
+import { LATENCY_BUCKETS, type RouteStats, type MetricsSnapshot } from './stats.js'
 
 interface Labelled { reset (): void }
 interface CounterLike extends Labelled { inc (labels: Record<string, string>, value: number): void }
@@ -73,7 +73,7 @@ export async function exportMetrics (fastify: FastifyInstance, snapshot: () => M
     name: name('response_head_seconds'),
     help: 'Time from dispatch to the upstream response head (101 included).',
     labelNames: ROUTE,
-    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    buckets: [...LATENCY_BUCKETS],
     registers
   })
   // One bound child per route: a response costs one observe, not a label lookup.

@@ -1,10 +1,9 @@
-import type { TunnelCloseReason } from '../upgrade/tunnel.js'
-import type { TunnelLimitName } from '../upgrade/limits.js'
+import { TUNNEL_CLOSE_REASONS, type TunnelCloseReason } from './events.js'
 
-export const TUNNEL_CLOSE_REASONS: readonly TunnelCloseReason[] = ['client-closed', 'upstream-closed', 'client-error', 'upstream-error',
-  'read-timeout', 'send-timeout', 'idle-timeout', 'lifetime', 'ping-timeout', 'shutdown', 'reload']
-
-export const TUNNEL_LIMITS: readonly TunnelLimitName[] = ['global', 'route', 'client']
+/** The tunnel caps, as refusals are counted in metrics: in total, per route, per client address. */
+export const TUNNEL_LIMITS = ['global', 'route', 'client'] as const
+/** Which cap refused a tunnel. */
+export type TunnelLimitName = typeof TUNNEL_LIMITS[number]
 
 /** What went wrong with an upstream, by the coded error it became. */
 export type UpstreamErrorKind = 'connect-failed' | 'connect-timeout' | 'read-timeout' | 'send-timeout' | 'reset' | 'bad-response' | 'aborted' |
@@ -28,6 +27,7 @@ export type StatusClass = '1xx' | '2xx' | '3xx' | '4xx' | '5xx'
 export const STATUS_CLASSES: readonly StatusClass[] = ['1xx', '2xx', '3xx', '4xx', '5xx']
 
 /** Upper bounds (seconds) of the response-head latency histogram: prom-client's defaults. */
+/** Upper bounds (seconds) of the response-head latency histogram, in metrics() and Prometheus alike. */
 export const LATENCY_BUCKETS: readonly number[] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
 /** Cumulative histogram counts, as Prometheus has them: `counts[i]` responses took at most `buckets[i]` seconds. */

@@ -1,4 +1,5 @@
 import { FST_WS_PROXY_TOO_MANY_TUNNELS } from '../errors.js'
+import type { TunnelLimitName } from '../telemetry/stats.js'
 
 /** The live tunnels (and handshakes in flight) of one route, and its cap (0: none). */
 export class RouteTunnels {
@@ -9,9 +10,6 @@ export class RouteTunnels {
     this.max = max
   }
 }
-
-/** Which cap refused a tunnel, as counted in metrics. */
-export type TunnelLimitName = 'global' | 'route' | 'client'
 
 /**
  * Tunnel caps of one plugin registration: in total, per route, per client address. A slot is taken when an

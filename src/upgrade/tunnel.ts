@@ -2,17 +2,10 @@ import type { Socket } from 'node:net'
 import type { FastifyBaseLogger } from 'fastify'
 import { kFrames, kPeer, kTunnel } from '../symbols.js'
 import type { RouteStats } from '../telemetry/stats.js'
+import type { TunnelCloseReason } from '../telemetry/events.js'
 import { FrameStream, goingAwayFrame, pingFrame, relayFrames, track, type FrameEvents } from './frames.js'
 import type { RouteTunnels } from './limits.js'
 import type { UpstreamServer } from '../upstream/server.js'
-
-/**
- * Why a tunnel ended, as logged, counted in metrics and given to `tunnelClose` listeners. When the proxy ends a
- * WebSocket tunnel itself (a timer, `shutdown`, `reload`), the same string is the reason of its Close 1001 frames.
- */
-export type TunnelCloseReason =
-  | 'client-closed' | 'upstream-closed' | 'client-error' | 'upstream-error'
-  | 'read-timeout' | 'send-timeout' | 'idle-timeout' | 'lifetime' | 'ping-timeout' | 'shutdown' | 'reload'
 
 /** How live tunnels end when the app drains (`tunnelDrain`, docs/semantics.md). */
 export type TunnelDrainMode = 'immediate' | 'deadline' | 'spread'

@@ -1,7 +1,7 @@
 import { lookup } from 'node:dns/promises'
 import { isIP } from 'node:net'
 import type { FastifyBaseLogger } from 'fastify'
-import type { ResolvedDiscovery } from '../options/groups.js'
+import type { ResolvedDiscovery } from '../options/resolve-groups.js'
 import type { HostResolver } from '../options/upstream-schema.js'
 import type { GroupTask, UpstreamGroup } from './group.js'
 import type { UpstreamServer } from './server.js'

@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
-import { urlGroup, type ResolvedGroup } from '../options/groups.js'
+import { urlGroup, type ResolvedGroup } from '../options/resolve-groups.js'
 import { parseUpstream } from '../options/upstream-url.js'
 import type { TlsOptions } from '../options/upstream-schema.js'
 import { UpstreamGroup } from './group.js'

@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type { ResolvedHealthCheck } from '../options/groups.js'
+import type { ResolvedHealthCheck } from '../options/resolve-groups.js'
 import type { GroupTask, UpstreamGroup } from './group.js'
 import type { PoolSpec, UpstreamServer } from './server.js'
 

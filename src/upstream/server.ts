@@ -1,5 +1,5 @@
 import type { Pool } from 'undici'
-import type { ResolvedServer } from '../options/groups.js'
+import type { ResolvedServer } from '../options/resolve-groups.js'
 import type { TlsOptions } from '../options/upstream-schema.js'
 
 /** A server as the API reports it. `failed`: out after `maxFails` (back after `failTimeout`); `unhealthy`: failing its active checks. */

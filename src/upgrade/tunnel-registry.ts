@@ -1,10 +1,10 @@
 import type { EventEmitter } from 'node:events'
-import type { Swept } from '../lifecycle/sweeper.js'
-import type { TunnelCloseEvent, TunnelLogLevel, WsProxyEvents } from '../telemetry/events.js'
+import type { Swept } from '../timers/sweeper.js'
+import type { TunnelCloseEvent, TunnelCloseReason, TunnelLogLevel, WsProxyEvents } from '../telemetry/events.js'
 import type { RouteStats } from '../telemetry/stats.js'
 import type { TunnelLimits } from './limits.js'
 import { tunnelHttpVersion } from './h2-connect.js'
-import type { Tunnel, TunnelCloseReason, TunnelOwner, TunnelRoute } from './tunnel.js'
+import type { Tunnel, TunnelOwner, TunnelRoute } from './tunnel.js'
 
 /** Why the app drains: the reason its tunnels are closed with. */
 export type DrainReason = 'shutdown' | 'reload'
