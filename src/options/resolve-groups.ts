@@ -1,10 +1,9 @@
 import { isIP } from 'node:net'
-import { FST_WS_PROXY_INVALID_OPTION } from '../errors.js'
 import type { LookupScope } from '../vars/builtins.js'
-import { compileAt } from '../vars/maps.js'
 import type { Template } from '../vars/template.js'
 import { addressOf, parseUpstream } from './upstream-url.js'
-import type { ProblemList } from './problems.js'
+import { compileAt } from './maps.js'
+import { fail, type ProblemList } from './problems.js'
 import {
   UPSTREAM_DEFAULTS, type AttemptFailure, type BalanceMethod, type HostResolver, type ServerOptions, type TlsOptions, type UpstreamGroupOptions
 } from './upstream-schema.js'
@@ -66,10 +65,6 @@ export interface ResolvedGroup {
 
 const DEFAULT_FAILURES: readonly AttemptFailure[] = ['error', 'timeout']
 const GROUP_NAME = /^[a-z0-9_][a-z0-9_.-]*$/
-
-function fail (path: string, reason: string): never {
-  throw new FST_WS_PROXY_INVALID_OPTION(path, reason)
-}
 
 /** A server's options (defaults applied) checked as a group member at `at` (e.g. `upstreams/api/servers/0/`). */
 export function resolveServer (server: ServerOptions, at: string, scheme: 'http' | 'https' | null): ResolvedServer {

@@ -1,21 +1,21 @@
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { Value } from '@sinclair/typebox/value'
-import { FST_WS_PROXY_INVALID_OPTION } from '../errors.js'
-import { compileRequestRules, compileResponseRules, compileRewriteRule, compileRewriteRules, type RequestHeaderRules, type ResponseRules, type RewriteRule } from '../headers/rules.js'
+import type { RequestHeaderRules, ResponseRules, RewriteRule } from '../headers/rules.js'
 import type { CaptureNames, LookupScope } from '../vars/builtins.js'
-import { captureNames, MapRegistry } from '../vars/maps.js'
 import type { TunnelLogLevel } from '../telemetry/events.js'
-import type { TunnelDrainMode } from '../upgrade/tunnel.js'
-import { compileOrigins, type OriginAllowList } from '../upgrade/origins.js'
+import type { OriginAllowList } from '../security/origins.js'
+import { compileRequestRules, compileResponseRules, compileRewriteRule, compileRewriteRules } from './header-rules.js'
+import { captureNames, MapRegistry } from './maps.js'
+import { compileOrigins } from './origins.js'
 import { UpgradeProtocols } from '../security/upgrade-protocols.js'
 import { compileHost, type HostPattern } from '../routing/hosts.js'
 import { resolveGroups, urlGroup, type ResolvedGroup } from './resolve-groups.js'
 import { parseUpstream } from './upstream-url.js'
-import { ProblemList, type OptionProblem } from './problems.js'
+import { fail, ProblemList, type OptionProblem } from './problems.js'
 import { schemaProblems } from './schema-problems.js'
-import { closest } from './suggest.js'
+import { closest } from '../suggest.js'
 import type { TlsOptions } from './upstream-schema.js'
-import { PluginOptionsSchema, PROXIED_METHODS, type GetUpstream, type RewriteRequestHeaders, type LimitOptions, type MetricsRegistry, type PoolOptions, type RouteOptions, type TimeoutOptions, type WsProxyOptions } from './schema.js'
+import { PluginOptionsSchema, PROXIED_METHODS, type TunnelDrainMode, type GetUpstream, type RewriteRequestHeaders, type LimitOptions, type MetricsRegistry, type PoolOptions, type RouteOptions, type TimeoutOptions, type WsProxyOptions } from './schema.js'
 
 // Compiled once when the module loads; `register` only copies, applies defaults and checks.
 const checker = TypeCompiler.Compile(PluginOptionsSchema)
@@ -102,14 +102,6 @@ export interface ResolvedOptions {
   readonly metrics: { registry: MetricsRegistry | null, path: string | null, prefix: string } | null
   /** The health endpoints' paths (null: that route is off), or null when `health` is not set. */
   readonly health: { live: string | null, ready: string | null } | null
-}
-
-function optionError (path: string, reason: string): Error {
-  return new FST_WS_PROXY_INVALID_OPTION(path === '' ? '(root)' : path, reason)
-}
-
-function fail (path: string, reason: string): never {
-  throw optionError(path, reason)
 }
 
 /** Checks `options` against the schema and the cross-field rules. Never mutates the caller's object. */

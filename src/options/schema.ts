@@ -1,6 +1,7 @@
 import { LOG_LEVELS } from '../telemetry/log-levels.js'
 import { TlsSchema, UpstreamGroupSchema, type UpstreamGroupOptions } from './upstream-schema.js'
 import type { FastifyRequest } from 'fastify'
+import type { UpstreamRequestHeaders } from '../headers/rules.js'
 import { Type, type Static, type TObject, type TOptional, type TInteger, type TArray, type TUnion, type TLiteral } from '@sinclair/typebox'
 
 // The schema is the single source of the options: TS types are derived from it, `register` and the CLI
@@ -179,6 +180,8 @@ function inheritable (withDefaults: boolean) {
 
 /** The values of `tunnelDrain`. */
 export const TUNNEL_DRAIN_MODES = ['immediate', 'deadline', 'spread'] as const
+/** How live tunnels end when the app drains (`tunnelDrain`). */
+export type TunnelDrainMode = typeof TUNNEL_DRAIN_MODES[number]
 
 // RFC 9110 §5.6.2 token.
 const UPGRADE_PROTOCOL_NAME = "^[!#$%&'*+\\-.^_`|~0-9A-Za-z]+$"
@@ -333,8 +336,7 @@ export const PluginOptionsSchema = Type.Object({
  */
 export type GetUpstream = (request: FastifyRequest) => string | undefined
 
-/** The upstream request's header fields as `rewriteRequestHeaders` gets them: lower-case names, repeated fields as arrays. */
-export type UpstreamRequestHeaders = Record<string, string | string[]>
+export type { UpstreamRequestHeaders }
 
 /**
  * `routes[].rewriteRequestHeaders`: the header fields sent upstream, from those the proxy built (after the header rules).
