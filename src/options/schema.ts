@@ -25,7 +25,7 @@ export interface MetricsRegistry {
 }
 
 export const MetricsSchema = Type.Object({
-  // Checked by hand (resolve.ts): an object to keep, not data. Typed as what the plugin uses of it.
+  // Checked by hand (set-aside.ts): an object to keep, not data. Typed as what the plugin uses of it.
   registry: Type.Optional(Type.Unsafe<MetricsRegistry>(Type.Any({
     description: 'The prom-client `Registry` to register on. Default: prom-client\'s global `register` (not in a JSON config).'
   }))),

@@ -79,7 +79,7 @@ export type HostResolver = (hostname: string, family: 0 | 4 | 6) => Promise<stri
 export const ResolveSchema = Type.Object({
   interval: ms('Milliseconds between two resolutions of each server host name.'),
   family: Type.Optional(Type.Union([Type.Literal(0), Type.Literal(4), Type.Literal(6)], { default: 0, description: 'Address family: 4, 6 or 0 for both. Default 0.' })),
-  // Checked by hand (resolve.ts): a function, not data.
+  // Checked by hand (set-aside.ts): a function, not data.
   resolver: Type.Optional(Type.Unsafe<HostResolver>(Type.Any({ title: 'function', description: 'Function `(hostname, family) => Promise<string[]>` used instead of DNS (not in a JSON config).' })))
 }, { additionalProperties: false, description: 'Re-resolve server host names: every address becomes a member, with the server\'s settings; members that disappear are drained.' })
 
