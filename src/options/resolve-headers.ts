@@ -1,10 +1,22 @@
+import type { RequestHeaderRules, ResponseRules, RewriteRule } from '../headers/rules.js'
 import type { CaptureNames, LookupScope } from '../vars/builtins.js'
 import { compileRequestRules, compileResponseRules, compileRewriteRule, compileRewriteRules } from './header-rules.js'
 import type { MapRegistry } from './maps.js'
-import type { ResolvedRoute } from './resolve-route.js'
 import type { DefaultedOptions, RouteOptions } from './schema.js'
 
-export type HeaderSettings = Pick<ResolvedRoute, 'requestRules' | 'responseRules' | 'redirects' | 'cookieDomain' | 'cookiePath' | 'needsVars'>
+/** A route's header settings, compiled (part of `ResolvedRoute`). */
+export interface HeaderSettings {
+  /** Compiled request header rules (plugin's and route's merged), or null when there are none. */
+  readonly requestRules: RequestHeaderRules | null
+  /** Compiled response header rules: names dropped, headers set and added. */
+  readonly responseRules: ResponseRules
+  /** `Location`/`Refresh` rewrites in order; `'default'` stands for the rule derived from the route (see RouteProxy). */
+  readonly redirects: ReadonlyArray<RewriteRule | 'default'>
+  readonly cookieDomain: readonly RewriteRule[]
+  readonly cookiePath: readonly RewriteRule[]
+  /** Whether any template reads the request's context, so a VarContext is made per request. */
+  readonly needsVars: boolean
+}
 
 /**
  * Compiles a route's header templates over the plugin's: header rules merge per name, `redirect` and the cookie

@@ -1,4 +1,3 @@
-import type { RequestHeaderRules, ResponseRules, RewriteRule } from '../headers/rules.js'
 import { compileHost, type HostPattern } from '../routing/hosts.js'
 import type { OriginAllowList } from '../security/origins.js'
 import { UpgradeProtocols } from '../security/upgrade-protocols.js'
@@ -6,14 +5,18 @@ import type { CaptureNames } from '../vars/builtins.js'
 import { captureNames, type MapRegistry } from './maps.js'
 import { compileOrigins } from './origins.js'
 import { fail } from './problems.js'
-import { resolveHeaderRules } from './resolve-headers.js'
+import { resolveHeaderRules, type HeaderSettings } from './resolve-headers.js'
 import type { ResolvedGroup } from './resolve-groups.js'
 import { PROXIED_METHODS, type DefaultedOptions, type GetUpstream, type RewriteRequestHeaders, type RouteOptions, type TunnelDrainMode } from './schema.js'
 import type { Targets } from './targets.js'
 import type { TlsOptions } from './upstream-schema.js'
 
-/** Everything a route needs at request time, computed once at register time. */
-export interface ResolvedRoute {
+/**
+ * Everything a route needs at request time, computed once at register time. Its header settings (`requestRules`,
+ * `responseRules`, `redirects`, `cookieDomain`, `cookiePath`, `needsVars`) are declared with their compiler, in
+ * resolve-headers.ts.
+ */
+export interface ResolvedRoute extends HeaderSettings {
   /** The route's prefix as configured (Fastify's own register prefix is added when routes are registered). */
   readonly prefix: string
   /** `scheme://host:port` as written in `upstream` (a group's name for a group): the base of `proxy_redirect default`. */
@@ -40,16 +43,6 @@ export interface ResolvedRoute {
   readonly xForwarded: boolean
   readonly upgrade: boolean
   readonly methods: readonly string[]
-  /** Compiled request header rules (plugin's and route's merged), or null when there are none. */
-  readonly requestRules: RequestHeaderRules | null
-  /** Compiled response header rules: names dropped, headers set and added. */
-  readonly responseRules: ResponseRules
-  /** `Location`/`Refresh` rewrites in order; `'default'` stands for the rule derived from the route (see RouteProxy). */
-  readonly redirects: ReadonlyArray<RewriteRule | 'default'>
-  readonly cookieDomain: readonly RewriteRule[]
-  readonly cookiePath: readonly RewriteRule[]
-  /** Whether any template reads the request's context, so a VarContext is made per request. */
-  readonly needsVars: boolean
   /** The origins whose upgrade requests are allowed (`allowedOrigins`, the route's or else the plugin's); null: no check. */
   readonly allowedOrigins: OriginAllowList | null
   /** The protocols an `Upgrade` may name (`upgradeProtocols`, the route's or else the plugin's). */
@@ -70,6 +63,7 @@ export interface ResolvedRoute {
   readonly tunnelDrain: TunnelDrainMode
 }
 
+/** One route over the plugin level; `at` is its option path (`routes/0/`, or `''` for the shorthand's route). */
 export function resolveRoute (route: RouteOptions, at: string, plugin: DefaultedOptions, maps: MapRegistry, targets: Targets, origins: OriginAllowList | null): ResolvedRoute {
   const { group, origin, host, path } = targets.resolve(route.upstream, `${at}upstream`)
   if (path !== null && route.rewritePrefix !== undefined) {
