@@ -51,6 +51,7 @@ const config = (port: number): CheckedGatewayConfig => ({
   server: { maxHeaderSize: 16384, headersTimeout: 10_000 },
   pidFile: null,
   proxy: { upstream: 'http://127.0.0.1:1', closeGracePeriod: 1000 },
+  closeGracePeriod: 1000,
   warnings: []
 })
 

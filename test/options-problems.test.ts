@@ -7,7 +7,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler'
 import wsProxyPlugin, { resolveOptions, type WsProxyOptions } from '../src/index.js'
 import { ProblemList, MOST_SHOWN } from '../src/options/problems.js'
 import { schemaProblems } from '../src/options/schema-problems.js'
-import { closest, didYouMean, editDistance } from '../src/options/suggest.js'
+import { closest, didYouMean, editDistance } from '../src/suggest.js'
 import { logCapture } from './helpers/servers.js'
 import { problemsOf } from './helpers/options.js'
 

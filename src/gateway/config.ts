@@ -2,14 +2,10 @@ import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import { Type, type Static } from '@sinclair/typebox'
-import { TypeCompiler } from '@sinclair/typebox/compiler'
-import { Value } from '@sinclair/typebox/value'
-import { FST_WS_PROXY_INVALID_OPTION } from '../errors.js'
 import { LOG_LEVELS } from '../telemetry/log-levels.js'
 import { PluginOptionsSchema, type WsProxyOptions } from '../options/schema.js'
-import { resolveOptions } from '../options/resolve.js'
+import { optionsSchema, resolveWith } from '../options/resolve.js'
 import { invalidOptions, type OptionProblem } from '../options/problems.js'
-import { schemaProblems } from '../options/schema-problems.js'
 
 /** The standalone gateway's JSON config: the plugin's options plus where to listen, the server's client limits and how much to log. */
 const GatewayConfigSchema = Type.Object({
@@ -53,7 +49,11 @@ const GatewayConfigSchema = Type.Object({
 
 type GatewayConfig = Static<typeof GatewayConfigSchema>
 
-const checker = TypeCompiler.Compile(GatewayConfigSchema)
+/** The gateway's keys beside the plugin's options: checked and defaulted with them, not handed to the plugin. */
+const GATEWAY_KEYS = ['$schema', 'listen', 'server', 'pidFile', 'logLevel'] as const
+
+// Read the way `register` reads the plugin's options (options/resolve.ts), in one pass over the whole file.
+const GATEWAY = optionsSchema(GatewayConfigSchema, GATEWAY_KEYS, true)
 
 /** `listen.tls` as written: file paths. */
 export interface TlsFiles {
@@ -80,23 +80,22 @@ export interface CheckedGatewayConfig {
   logLevel: string
   server: { maxHeaderSize: number, headersTimeout: number, trustProxy?: boolean | string | string[] }
   pidFile: string | null
+  /** The plugin's options, checked, with the schema's defaults: what the gateway registers the plugin with. */
   proxy: WsProxyOptions
+  /** The tunnels' grace period at a drain (`closeGracePeriod`, resolved). */
+  closeGracePeriod: number
   /** What `register` would warn about (a group no route names), as `<path>: <reason>`. */
   warnings: readonly string[]
 }
 
-/** Validates a parsed JSON config with the same schema `register` uses; throws FST_WS_PROXY_INVALID_OPTION. */
+/**
+ * Validates a parsed JSON config the way `register` validates its options, cross-field rules included, in one pass;
+ * throws FST_WS_PROXY_INVALID_OPTION with every problem.
+ */
 export function checkGatewayConfig (value: unknown): CheckedGatewayConfig {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new FST_WS_PROXY_INVALID_OPTION('(root)', 'expected a JSON object')
-  }
-  // Every problem at once (defaults are valid: checking before they are applied accepts and rejects the same files).
-  const problems = [...functionProblems(value), ...schemaProblems(checker.Errors(value))]
-  if (problems.length > 0) throw invalidOptions(problems)
-  const copy = Value.Clone(value)
-  Value.Default(GatewayConfigSchema, copy)
+  const { options, resolved } = resolveWith(GATEWAY, value)
   // The schema's defaults have filled listen.host, listen.port and logLevel.
-  const { $schema, listen, logLevel, server, pidFile, ...proxy } = copy as GatewayConfig & {
+  const { $schema, listen, logLevel, server, pidFile, ...proxy } = options as GatewayConfig & {
     listen: { host: string, port: number, tls?: TlsFiles, http2: boolean }, logLevel: string, server: CheckedGatewayConfig['server']
   }
   return {
@@ -109,17 +108,9 @@ export function checkGatewayConfig (value: unknown): CheckedGatewayConfig {
     server,
     pidFile: pidFile ?? null,
     proxy,
-    warnings: []
+    closeGracePeriod: resolved.closeGracePeriod,
+    warnings: resolved.warnings
   }
-}
-
-/** The routes' code-only options (`getUpstream`, `rewriteRequestHeaders`): a JSON file can only hold their absence. */
-function functionProblems (config: object): OptionProblem[] {
-  const routes = (config as { routes?: unknown }).routes
-  if (!Array.isArray(routes)) return []
-  return routes.flatMap((route: unknown, i) => ['getUpstream', 'rewriteRequestHeaders']
-    .filter((key) => route !== null && typeof route === 'object' && key in route)
-    .map((key) => ({ path: `routes/${i}/${key}`, reason: 'functions cannot come from a JSON config (give it to the plugin in JavaScript)' })))
 }
 
 /** What `--check` and the start say of `listen.http2` without `listen.tls`. */
@@ -140,7 +131,6 @@ export async function loadGatewayConfig (file: string, overrides: ListenOverride
   try {
     const parsed: unknown = JSON.parse(await readFile(file, 'utf8'))
     const config = checkGatewayConfig(withOverrides(parsed, overrides))
-    config.warnings = resolveOptions(config.proxy).warnings
     if (config.http2 && config.tls === null) config.warnings = [...config.warnings, H2C_WARNING]
     await loadTls(config, dirname(file))
     return config
@@ -178,9 +168,9 @@ export function gatewayJsonSchema (): Record<string, unknown> {
   }
 }
 
-/** The tunnels' grace period of a checked config (the schema's default has filled it). */
+/** The tunnels' grace period of a checked config. */
 export function gracePeriod (config: CheckedGatewayConfig): number {
-  return config.proxy.closeGracePeriod as number
+  return config.closeGracePeriod
 }
 
 /**

@@ -2,13 +2,12 @@ import type { IncomingMessage } from 'node:http'
 import type { TLSSocket } from 'node:tls'
 import type { Dispatcher } from 'undici'
 import { FST_WS_PROXY_BAD_HEADER_VALUE, FST_WS_PROXY_BAD_REWRITTEN_HEADER, FST_WS_PROXY_REWRITE_HEADERS_FAILED } from '../errors.js'
-import type { UpstreamRequestHeaders } from '../options/schema.js'
 import type { VarContext } from '../vars/context.js'
 import { isFieldValue, isToken } from './field.js'
 import { connectionTokens, isHopByHop } from './hop-by-hop.js'
 import { requestHost } from '../http/h2.js'
 import { kWsKey } from '../symbols.js'
-import type { HeaderRule, RequestHeaderRules } from './rules.js'
+import type { HeaderRule, RequestHeaderRules, UpstreamRequestHeaders } from './rules.js'
 
 /** The per-route settings the request headers depend on. */
 export interface RequestHeaderSettings {

@@ -18,6 +18,21 @@ export interface InvalidOptionsError extends TypeError {
 /** How many problems one message lists; the error's `problems` has them all. */
 export const MOST_SHOWN = 20
 
+/** The one invalid-option error: `path` (`''` for the options as a whole) and what is wrong with it. */
+export function optionError (path: string, reason: string): Error {
+  return new FST_WS_PROXY_INVALID_OPTION(path === '' ? '(root)' : path, reason)
+}
+
+/** Throws the invalid-option error for `path`: every register-time check reports through this. */
+export function fail (path: string, reason: string): never {
+  throw optionError(path, reason)
+}
+
+/** Whether `err` is an invalid-option error (from `fail` or `invalidOptions`). */
+export function isOptionError (err: unknown): boolean {
+  return (err as { code?: unknown }).code === 'FST_WS_PROXY_INVALID_OPTION'
+}
+
 const HEAD = /^Invalid fastify-ws-proxy option (.+?): ([^]*)$/
 
 function byPath (a: OptionProblem, b: OptionProblem): number {
@@ -30,13 +45,13 @@ export function invalidOptions (problems: readonly OptionProblem[]): InvalidOpti
   const [first, ...rest] = sorted
   const lines = rest.slice(0, MOST_SHOWN - 1).map((p) => `\n  ${p.path}: ${p.reason}`)
   if (rest.length >= MOST_SHOWN) lines.push(`\n  ... and ${rest.length - MOST_SHOWN + 1} more`)
-  const err = new FST_WS_PROXY_INVALID_OPTION(first.path, first.reason + lines.join(''))
+  const err = optionError(first.path, first.reason + lines.join(''))
   return Object.assign(err, { problems: Object.freeze(sorted) }) as unknown as InvalidOptionsError
 }
 
 /** The path and reason of an option error (the checks of other modules throw one each). Other errors are rethrown. */
 function problemOf (err: unknown): OptionProblem {
-  const head = (err as { code?: unknown }).code === 'FST_WS_PROXY_INVALID_OPTION' ? HEAD.exec((err as Error).message) : null
+  const head = isOptionError(err) ? HEAD.exec((err as Error).message) : null
   if (head === null) throw err
   return { path: head[1], reason: head[2] }
 }

@@ -1,10 +1,9 @@
 import { isIP } from 'node:net'
-import { FST_WS_PROXY_INVALID_OPTION } from '../errors.js'
 import type { LookupScope } from '../vars/builtins.js'
-import { compileAt } from '../vars/maps.js'
 import type { Template } from '../vars/template.js'
 import { addressOf, parseUpstream } from './upstream-url.js'
-import type { ProblemList } from './problems.js'
+import { compileAt } from './maps.js'
+import { fail, type ProblemList } from './problems.js'
 import {
   UPSTREAM_DEFAULTS, type AttemptFailure, type BalanceMethod, type HostResolver, type ServerOptions, type TlsOptions, type UpstreamGroupOptions
 } from './upstream-schema.js'
@@ -64,12 +63,9 @@ export interface ResolvedGroup {
   readonly discovery: ResolvedDiscovery | null
 }
 
-const DEFAULT_FAILURES: readonly AttemptFailure[] = ['error', 'timeout']
+// The schemas' defaults (`upstreams` is a record, which the options' defaults do not reach into).
+const { server: SERVER, group: GROUP, nextUpstream: NEXT, healthCheck: HEALTH, resolve: RESOLVE } = UPSTREAM_DEFAULTS
 const GROUP_NAME = /^[a-z0-9_][a-z0-9_.-]*$/
-
-function fail (path: string, reason: string): never {
-  throw new FST_WS_PROXY_INVALID_OPTION(path, reason)
-}
 
 /** A server's options (defaults applied) checked as a group member at `at` (e.g. `upstreams/api/servers/0/`). */
 export function resolveServer (server: ServerOptions, at: string, scheme: 'http' | 'https' | null): ResolvedServer {
@@ -85,11 +81,11 @@ export function resolveServer (server: ServerOptions, at: string, scheme: 'http'
     socketPath: parsed.socketPath,
     hostname: parsed.hostname,
     addr: addressOf(parsed.origin, parsed.socketPath),
-    weight: server.weight ?? UPSTREAM_DEFAULTS.weight,
-    maxFails: server.maxFails ?? UPSTREAM_DEFAULTS.maxFails,
-    failTimeout: server.failTimeout ?? UPSTREAM_DEFAULTS.failTimeout,
-    backup: server.backup ?? false,
-    down: server.down ?? false
+    weight: server.weight ?? SERVER.weight,
+    maxFails: server.maxFails ?? SERVER.maxFails,
+    failTimeout: server.failTimeout ?? SERVER.failTimeout,
+    backup: server.backup ?? SERVER.backup,
+    down: server.down ?? SERVER.down
   })
 }
 
@@ -118,7 +114,7 @@ function resolveGroup (name: string, group: UpstreamGroupOptions, at: string, sc
     seen.set(resolved.url, i)
     return resolved
   })
-  const balance = group.balance ?? 'round-robin'
+  const balance = group.balance ?? GROUP.balance
   if (balance === 'hash' && group.hash === undefined) fail(`${at}hash`, 'balance "hash" needs a key template, e.g. "$remote_addr"')
   if (balance !== 'hash' && group.hash !== undefined) fail(`${at}hash`, `a hash key is only used with balance "hash", not ${JSON.stringify(balance)}`)
   if (group.consistent === true && balance !== 'hash' && balance !== 'ip-hash') fail(`${at}consistent`, 'consistent hashing needs balance "hash" or "ip-hash"')
@@ -135,25 +131,25 @@ function resolveGroup (name: string, group: UpstreamGroupOptions, at: string, sc
     servers: Object.freeze(servers),
     balance,
     hash: group.hash === undefined ? null : compileAt(group.hash, scope, `${at}hash`),
-    consistent: group.consistent ?? false,
-    failOn: new Set(group.failOn ?? DEFAULT_FAILURES),
-    retryOn: new Set(next?.on ?? DEFAULT_FAILURES),
-    tries: next?.tries ?? 0,
-    retryTimeout: next?.timeout ?? 0,
-    nonIdempotent: next?.nonIdempotent ?? false,
+    consistent: group.consistent ?? GROUP.consistent,
+    failOn: new Set(group.failOn ?? GROUP.failOn),
+    retryOn: new Set(next?.on ?? NEXT.on),
+    tries: next?.tries ?? NEXT.tries,
+    retryTimeout: next?.timeout ?? NEXT.timeout,
+    nonIdempotent: next?.nonIdempotent ?? NEXT.nonIdempotent,
     healthCheck: check === undefined
       ? null
       : Object.freeze({
-        path: check.path ?? '/',
-        interval: check.interval ?? UPSTREAM_DEFAULTS.healthInterval,
-        timeout: check.timeout ?? UPSTREAM_DEFAULTS.healthTimeout,
-        status: check.status ?? [200, 399] as const,
-        passes: check.passes ?? 1,
-        fails: check.fails ?? 1,
+        path: check.path ?? HEALTH.path,
+        interval: check.interval ?? HEALTH.interval,
+        timeout: check.timeout ?? HEALTH.timeout,
+        status: check.status ?? HEALTH.status,
+        passes: check.passes ?? HEALTH.passes,
+        fails: check.fails ?? HEALTH.fails,
         headers: check.headers ?? {}
       }),
     tls: group.tls ?? pluginTls,
-    discovery: discovery === undefined ? null : { interval: discovery.interval, family: discovery.family ?? 0, resolver: discovery.resolver ?? null }
+    discovery: discovery === undefined ? null : { interval: discovery.interval, family: discovery.family ?? RESOLVE.family, resolver: discovery.resolver ?? null }
   })
 }
 

@@ -1,7 +1,6 @@
 import { ValueErrorType, type ValueError } from '@sinclair/typebox/value'
-import { FST_WS_PROXY_INVALID_OPTION } from '../errors.js'
-import { didYouMean } from './suggest.js'
-import type { OptionProblem } from './problems.js'
+import { didYouMean } from '../suggest.js'
+import { optionError, type OptionProblem } from './problems.js'
 
 // TypeBox's schema errors as option problems: one per path, with a readable reason and, for a misspelt key or
 // value, the closest valid one.
@@ -22,7 +21,7 @@ export function schemaProblems (errors: Iterable<ValueError>): OptionProblem[] {
 /** The coded error for one schema violation (the run-time API checks one value at a time). */
 export function invalidOption (error: ValueError): Error {
   const [problem] = schemaProblems([error])
-  return new FST_WS_PROXY_INVALID_OPTION(problem.path, problem.reason)
+  return optionError(problem.path, problem.reason)
 }
 
 function reasonOf (error: ValueError): string {

@@ -1,23 +1,18 @@
 import { Type, type Static } from '@sinclair/typebox'
+import { Value } from '@sinclair/typebox/value'
 
 // Upstream groups (nginx `upstream { server ...; }`), their balancing, health and retry settings, and TLS to upstreams.
+// Every default is written here, in the schema; UPSTREAM_DEFAULTS below is read from it.
 
-export const UPSTREAM_DEFAULTS = Object.freeze({
-  weight: 1,
-  maxFails: 1,
-  failTimeout: 10_000,
-  healthInterval: 5_000,
-  healthTimeout: 2_000
-})
-
-const ms = (description: string) => Type.Integer({ minimum: 1, maximum: 2_147_483_647, description })
+const ms = (description: string, fallback?: number) =>
+  Type.Integer({ minimum: 1, maximum: 2_147_483_647, description, ...(fallback === undefined ? {} : { default: fallback }) })
 
 /** What happened to one attempt, in nginx `proxy_next_upstream` words. */
 export const ATTEMPT_FAILURES = ['error', 'timeout', 'invalid_header', 'http_500', 'http_502', 'http_503', 'http_504',
   'http_403', 'http_404', 'http_429'] as const
 
 const failures = (description: string) => Type.Optional(Type.Array(Type.Union(ATTEMPT_FAILURES.map((f) => Type.Literal(f)), { title: 'failure' }), {
-  uniqueItems: true, description
+  uniqueItems: true, default: ['error', 'timeout'], description
 }))
 
 export const ServerSchema = Type.Object({
@@ -25,16 +20,16 @@ export const ServerSchema = Type.Object({
     pattern: '^https?://',
     description: '`http://host:port`, `https://host:port` or `http://unix:/path/to.sock:` (no path: the route\'s `upstream` gives it).'
   }),
-  weight: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, default: UPSTREAM_DEFAULTS.weight, description: 'nginx `weight`. Default 1.' })),
+  weight: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, default: 1, description: 'nginx `weight`. Default 1.' })),
   maxFails: Type.Optional(Type.Integer({
     minimum: 0,
-    default: UPSTREAM_DEFAULTS.maxFails,
+    default: 1,
     description: 'nginx `max_fails`: failed attempts (see `failOn`) within `failTimeout` that take the server out for `failTimeout`; 0 never does. Default 1.'
   })),
   failTimeout: Type.Optional(Type.Integer({
     minimum: 1,
     maximum: 2_147_483_647,
-    default: UPSTREAM_DEFAULTS.failTimeout,
+    default: 10_000,
     description: 'nginx `fail_timeout` (ms): the window failures are counted in, and how long a failed server stays out. Default 10000.'
   })),
   backup: Type.Optional(Type.Boolean({ default: false, description: 'nginx `backup`: used only while no primary server is available. Default false.' })),
@@ -50,10 +45,11 @@ export const TlsSchema = Type.Object({
 }, { additionalProperties: false, description: 'TLS settings for `https:` upstreams (HTTP and upgrades alike).' })
 
 export const HealthCheckSchema = Type.Object({
-  path: Type.Optional(Type.String({ pattern: '^/', description: 'Path probed with GET. Default `/`.' })),
-  interval: Type.Optional(ms('Milliseconds between two probes of a server. Default 5000.')),
-  timeout: Type.Optional(ms('Milliseconds a probe may take (connect and head). Default 2000.')),
+  path: Type.Optional(Type.String({ pattern: '^/', default: '/', description: 'Path probed with GET. Default `/`.' })),
+  interval: Type.Optional(ms('Milliseconds between two probes of a server. Default 5000.', 5_000)),
+  timeout: Type.Optional(ms('Milliseconds a probe may take (connect and head). Default 2000.', 2_000)),
   status: Type.Optional(Type.Tuple([Type.Integer({ minimum: 100, maximum: 599 }), Type.Integer({ minimum: 100, maximum: 599 })], {
+    default: [200, 399],
     description: 'Statuses counted as healthy, `[lowest, highest]`. Default `[200, 399]`.'
   })),
   passes: Type.Optional(Type.Integer({ minimum: 1, default: 1, description: 'Consecutive good probes that bring an unhealthy server back. Default 1.' })),
@@ -83,7 +79,7 @@ export type HostResolver = (hostname: string, family: 0 | 4 | 6) => Promise<stri
 export const ResolveSchema = Type.Object({
   interval: ms('Milliseconds between two resolutions of each server host name.'),
   family: Type.Optional(Type.Union([Type.Literal(0), Type.Literal(4), Type.Literal(6)], { default: 0, description: 'Address family: 4, 6 or 0 for both. Default 0.' })),
-  // Checked by hand (resolve.ts): a function, not data.
+  // Checked by hand (set-aside.ts): a function, not data.
   resolver: Type.Optional(Type.Unsafe<HostResolver>(Type.Any({ title: 'function', description: 'Function `(hostname, family) => Promise<string[]>` used instead of DNS (not in a JSON config).' })))
 }, { additionalProperties: false, description: 'Re-resolve server host names: every address becomes a member, with the server\'s settings; members that disappear are drained.' })
 
@@ -131,3 +127,15 @@ export interface UpstreamGroupOptions extends Omit<Static<typeof UpstreamGroupSc
 export type BalanceMethod = typeof BALANCE_METHODS[number]
 /** A failed attempt, in nginx `proxy_next_upstream` words. */
 export type AttemptFailure = typeof ATTEMPT_FAILURES[number]
+
+/**
+ * The defaults of a server, a group, its retries, health checks and re-resolution, read from the schemas above. The
+ * options' defaults are applied to the plugin level only (`upstreams` is a record): a group's are taken from here.
+ */
+export const UPSTREAM_DEFAULTS = Object.freeze({
+  server: Object.freeze(Value.Default(ServerSchema, {}) as Required<Omit<ServerOptions, 'url'>>),
+  group: Object.freeze(Value.Default(UpstreamGroupSchema, {}) as Required<Pick<UpstreamGroupOptions, 'balance' | 'consistent' | 'failOn'>>),
+  nextUpstream: Object.freeze(Value.Default(NextUpstreamSchema, {}) as Required<NextUpstreamOptions>),
+  healthCheck: Object.freeze(Value.Default(HealthCheckSchema, {}) as Required<Omit<HealthCheckOptions, 'headers'>>),
+  resolve: Object.freeze(Value.Default(ResolveSchema, {}) as Required<Pick<ResolveOptions, 'family'>>)
+})

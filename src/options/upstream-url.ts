@@ -1,4 +1,4 @@
-import { FST_WS_PROXY_INVALID_OPTION } from '../errors.js'
+import { fail } from './problems.js'
 
 /** An upstream URL as nginx's `proxy_pass` reads it. */
 export interface ParsedUpstream {
@@ -11,10 +11,6 @@ export interface ParsedUpstream {
   /** The URI after the authority, or null when there is none (the request URI then passes unchanged). */
   readonly path: string | null
   readonly socketPath: string | null
-}
-
-function fail (path: string, reason: string): never {
-  throw new FST_WS_PROXY_INVALID_OPTION(path, reason)
 }
 
 // nginx's unix socket form: "http://unix:/path/to.sock:" optionally followed by the URI ("http://unix:/s.sock:/base/").

@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { ResolvedHealthCheck } from '../options/resolve-groups.js'
+import { DEFAULTS } from '../options/schema.js'
 import type { GroupTask, UpstreamGroup } from './group.js'
 import type { PoolSpec, UpstreamServer } from './server.js'
 
@@ -20,7 +21,7 @@ export class HealthChecks implements GroupTask {
     this.#group = group
     this.#check = check
     this.#log = log
-    this.#spec = { poolKey: 'health-check', connectTimeout: check.timeout, responseHeadLimit: 16_384 }
+    this.#spec = { poolKey: 'health-check', connectTimeout: check.timeout, responseHeadLimit: DEFAULTS.responseHead }
     this.#timer = setInterval(runChecks, check.interval, this)
     this.#timer.unref()
     this.run()

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os'
 import type { TLSSocket } from 'node:tls'
 import type { VarContext } from './context.js'
-import { didYouMean } from '../options/suggest.js'
+import { didYouMean } from '../suggest.js'
 import { hostMatchOf } from '../routing/hosts.js'
 import { requestHost } from '../http/h2.js'
 

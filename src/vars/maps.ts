@@ -1,101 +1,27 @@
-import { FST_WS_PROXY_INVALID_OPTION } from '../errors.js'
-import { isBuiltinName, type CaptureNames, type Expr, type LookupScope } from './builtins.js'
-import { compileTemplate, type Template } from './template.js'
+import type { Expr } from './builtins.js'
 
-/** One user map, as in the options (nginx `map SOURCE $name { KEY VALUE; ... default VALUE; }`). */
-export interface MapDefinition {
-  source: string
-  cases?: Record<string, string>
-  default?: string
+// User maps (nginx `map SOURCE $name { KEY VALUE; ... default VALUE; }`) at request time. They are compiled and
+// checked at register time (options/maps.ts); this is the lookup a compiled map runs when a template reads it.
+
+/** A `~regex` key of a map and its value (which may read the regex's captures). */
+export interface RegexCase { readonly re: RegExp, readonly value: Expr }
+
+/** One map, compiled: what is looked up, the exact keys (lowercased), the regex keys in order, the default. */
+export interface CompiledMap {
+  readonly source: Expr
+  readonly exact: ReadonlyMap<string, Expr> | null
+  readonly regexes: readonly RegexCase[]
+  readonly fallback: Expr
 }
 
-const MAP_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
-
-/** Compiles a template at an option path; a compile error becomes the coded option error naming that path. */
-export function compileAt (text: string, scope: LookupScope, path: string): Template {
-  try {
-    return compileTemplate(text, scope)
-  } catch (err) {
-    if ((err as { code?: string }).code === 'FST_WS_PROXY_INVALID_OPTION') throw err
-    throw new FST_WS_PROXY_INVALID_OPTION(path, (err as Error).message)
-  }
-}
-
-/** Option path segment for a key that may hold `/` (a regex): quoted so the path stays readable. */
-export function keySegment (key: string): string {
-  return /^[A-Za-z0-9_.-]+$/.test(key) ? key : JSON.stringify(key)
-}
-
-/**
- * The user's maps, compiled once at register time into functions of the request (nginx evaluates a map when
- * it is used, so an unused map costs nothing per request). Maps may use other maps; a cycle is an error.
- */
-export class MapRegistry {
-  readonly #definitions: Record<string, MapDefinition>
-  readonly #compiled = new Map<string, Expr>()
-  readonly #compiling: string[] = []
-  readonly #at: string
-  /** Passed to template scopes: resolves a map name to its function, compiling it on first use. */
-  readonly lookup: (name: string) => Expr | undefined
-
-  constructor (definitions: Record<string, MapDefinition>, at: string) {
-    this.#definitions = definitions
-    this.#at = at
-    this.lookup = (name) => Object.hasOwn(this.#definitions, name) ? this.#compile(name) : undefined
-    for (const name of Object.keys(definitions)) {
-      // The built-in $connection_upgrade is nginx's own map idiom: a user copying that map defines the same thing.
-      if (!MAP_NAME.test(name)) throw new FST_WS_PROXY_INVALID_OPTION(`${at}${keySegment(name)}`, 'a map name must be letters, digits and "_", not starting with a digit')
-      if (isBuiltinName(name) && name !== 'connection_upgrade') {
-        throw new FST_WS_PROXY_INVALID_OPTION(`${at}${name}`, `$${name} is a built-in variable; choose another map name`)
-      }
-      this.#compile(name)
-    }
-  }
-
-  #compile (name: string): Expr {
-    const done = this.#compiled.get(name)
-    if (done !== undefined) return done
-    if (this.#compiling.includes(name)) {
-      const cycle = [...this.#compiling.slice(this.#compiling.indexOf(name)), name].map((n) => `$${n}`).join(' → ')
-      throw new FST_WS_PROXY_INVALID_OPTION(`${this.#at}${name}`, `maps refer to each other in a cycle: ${cycle}`)
-    }
-    this.#compiling.push(name)
-    const expr = compileMap(this.#definitions[name], `${this.#at}${name}/`, this.lookup)
-    this.#compiling.pop()
-    this.#compiled.set(name, expr)
-    return expr
-  }
-}
-
-interface RegexCase { readonly re: RegExp, readonly value: Expr }
-
-function compileMap (definition: MapDefinition, at: string, map: (name: string) => Expr | undefined): Expr {
-  const plain: LookupScope = { response: false, map, captures: null }
-  const source = compileAt(definition.source, plain, `${at}source`).expr
-  const fallback = compileAt(definition.default ?? '', plain, `${at}default`).expr
-  let exact: Map<string, Expr> | null = null
-  const regexes: RegexCase[] = []
-  for (const [key, valueText] of Object.entries(definition.cases ?? {})) {
-    const path = `${at}cases/${keySegment(key)}`
-    const re = regexOf(key, path)
-    if (re !== null) {
-      const value = compileAt(valueText, { response: false, map, captures: captureNames(re) }, path).expr
-      regexes.push({ re, value })
-    } else {
-      // nginx: string keys match ignoring case; a leading "\" escapes a key that would start with "~".
-      const literal = (key.startsWith('\\') ? key.slice(1) : key).toLowerCase()
-      exact ??= new Map()
-      if (!exact.has(literal)) exact.set(literal, compileAt(valueText, plain, path).expr)
-    }
-  }
-  const table = exact
+/** The map as a variable: nginx tries the exact keys first (ignoring case), then the regexes as written, then the default. */
+export function mapVariable ({ source, exact, regexes, fallback }: CompiledMap): Expr {
   return (c) => {
     const value = source(c)
-    if (table !== null) {
-      const hit = table.get(value.toLowerCase())
+    if (exact !== null) {
+      const hit = exact.get(value.toLowerCase())
       if (hit !== undefined) return hit(c)
     }
-    // nginx: exact keys first, then the regular expressions in the order they are written.
     for (let i = 0; i < regexes.length; i++) {
       const match = regexes[i].re.exec(value)
       if (match !== null) {
@@ -108,22 +34,4 @@ function compileMap (definition: MapDefinition, at: string, map: (name: string) 
     }
     return fallback(c)
   }
-}
-
-/** nginx's regex syntax: `~regex` (case-sensitive) or `~*regex` (ignoring case) is compiled; other text is null. */
-export function regexOf (text: string, path: string): RegExp | null {
-  if (!text.startsWith('~')) return null
-  const caseless = text.startsWith('~*')
-  try {
-    return new RegExp(text.slice(caseless ? 2 : 1), caseless ? 'i' : '')
-  } catch (err) {
-    throw new FST_WS_PROXY_INVALID_OPTION(path, `the regular expression does not compile: ${(err as Error).message}`)
-  }
-}
-
-/** How many groups a regex has and their names: what `$1`..`$9` and `$name` may refer to in a value. */
-export function captureNames (re: RegExp): CaptureNames {
-  const count = (new RegExp(`${re.source}|`).exec('') as RegExpExecArray).length - 1
-  const names = [...re.source.matchAll(/\(\?<([A-Za-z_$][\w$]*)>/g)].map((m) => m[1])
-  return { count, names }
 }
