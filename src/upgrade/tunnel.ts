@@ -3,7 +3,9 @@ import type { FastifyBaseLogger } from 'fastify'
 import { kFrames, kPeer, kTunnel } from '../symbols.js'
 import type { RouteStats } from '../telemetry/stats.js'
 import type { TunnelCloseReason } from '../telemetry/events.js'
-import { FrameStream, goingAwayFrame, pingFrame, relayFrames, track, type FrameEvents } from './frames.js'
+import { goingAwayFrame, pingFrame } from './control-frames.js'
+import { relayFrames } from './frame-relay.js'
+import { FrameStream, track, type FrameEvents } from './frame-tracker.js'
 import type { RouteTunnels } from './limits.js'
 import type { UpstreamServer } from '../upstream/server.js'
 
@@ -47,7 +49,7 @@ const EXPIRY_GRACE = 1000
  * that find their peer through symbols on `this` (no closures per tunnel). Backpressure: a socket whose peer's write
  * buffer is full is paused until the peer drains. A FIN is passed on as a FIN; an error on either side destroys both.
  *
- * WebSocket tunnels also follow frame boundaries in each direction (headers only, see frames.ts), so that the
+ * WebSocket tunnels also follow frame boundaries in each direction (headers only, see frame-tracker.ts), so that the
  * proxy can close them cleanly (a Close 1001 to each side at a boundary) and ping the client. Timers are not
  * per tunnel: a chunk sets a flag, and the set's sweep turns flags into timestamps and enforces the timeouts.
  */
@@ -85,7 +87,8 @@ export class Tunnel implements FrameEvents {
   reason: TunnelCloseReason | null = null
   bytesFromClient = 0
   bytesFromUpstream = 0
-  /** The last chunk read from each side, held until the next one or the sweep: why, see `releaseChunks`. */
+  // The last chunk read from each side, held until the next one or the sweep: a GC that frees a batch of dead read
+  // buffers with none live above them lets glibc trim its heap, and the next reads page-fault fresh memory in.
   lastFromClient: Buffer | null = null
   lastFromUpstream: Buffer | null = null
   #open = 2
@@ -229,10 +232,7 @@ export class Tunnel implements FrameEvents {
     }
   }
 
-  /**
-   * Called by the sweep, so an idle tunnel holds no read buffer. While chunks flow, the last one held keeps glibc from
-   * trimming its heap when a GC frees a batch of dead read buffers, after which reads page-fault fresh memory in.
-   */
+  /** Called by the sweep: an idle tunnel holds no read buffer. */
   releaseChunks (): void {
     this.lastFromClient = this.lastFromUpstream = null
   }
