@@ -1,10 +1,13 @@
-// The frame tracker behind graceful shutdown and keep-alive pings (src/upgrade/frames.ts). TCP splits a byte
-// stream anywhere, so every case is run with the stream cut at every byte position (and in three at a few): the
-// bytes that reach the receiving socket must be exactly the frames that should go on, with the proxy's own
-// control frame between two frames, never inside one. The receiver is a real loopback socket.
+// The frame tracker behind graceful shutdown and keep-alive pings (src/upgrade/frame-tracker.ts, frame-relay.ts,
+// control-frames.ts). TCP splits a byte stream anywhere, so every case is run with the stream cut at every byte
+// position (and in three at a few): the bytes that reach the receiving socket must be exactly the frames that
+// should go on, with the proxy's own control frame between two frames, never inside one. The receiver is a real
+// loopback socket.
 import t from 'tap'
 import net, { type Socket } from 'node:net'
-import { FrameStream, goingAwayFrame, pingFrame, relayFrames, track, type FrameEvents } from '../src/upgrade/frames.js'
+import { goingAwayFrame, pingFrame } from '../src/upgrade/control-frames.js'
+import { relayFrames } from '../src/upgrade/frame-relay.js'
+import { FrameStream, track, type FrameEvents } from '../src/upgrade/frame-tracker.js'
 import { listen, within } from './helpers/servers.js'
 import { parseFrames } from './helpers/ws.js'
 

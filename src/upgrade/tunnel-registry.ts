@@ -131,6 +131,7 @@ export class TunnelSet implements TunnelOwner, Swept {
 
   sweep (now: number): void {
     for (const tunnel of this.#live) {
+      tunnel.releaseChunks()
       if (tunnel.upstreamActive) {
         tunnel.upstreamActive = false
         tunnel.upstreamSilentSince = now
