@@ -140,7 +140,10 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
   }
 
   onData (chunk: Buffer): boolean {
-    return this.res.write(chunk)
+    // undici is paused only once the client lags by RELAY_BUFFER: `write` returns false for any chunk over the
+    // socket's 16 KiB high-water mark, and pausing undici's parser per chunk cost a re-read and re-copy of the
+    // socket's data plus an empty write on resume. `drain` still follows the false `write`, and resumes it.
+    return this.res.write(chunk) || this.res.writableLength < RELAY_BUFFER
   }
 
   onComplete (): void {
@@ -384,6 +387,9 @@ function resOnClose (this: ExchangeResponse): void {
   exchange.releaseBody()
   exchange.abortUpstream?.()
 }
+
+/** How far a response may run ahead of the client before undici's parser is paused (Node's pipe holds about as much). */
+const RELAY_BUFFER = 128 * 1024
 
 // nginx: the methods not retried once the request reached a server, unless `non_idempotent`.
 const NON_IDEMPOTENT = new Set(['POST', 'LOCK', 'PATCH'])
