@@ -271,12 +271,8 @@ const plugin: FastifyPluginCallback<WsProxyOptions> = (fastify, options, done) =
   // Health checks and DNS re-resolution start with the server and stop with it.
   fastify.addHook('onReady', async () => {
     for (const [options, group] of groups) {
-      if (options.healthCheck !== null) group.tasks.push(new HealthChecks(group, options.healthCheck, fastify.log))
-      if (options.discovery !== null) {
-        const discovery = new Discovery(group, options.discovery, fastify.log)
-        group.tasks.push(discovery)
-        group.discovery = discovery
-      }
+      group.start(options.healthCheck === null ? null : new HealthChecks(group, options.healthCheck, fastify.log),
+        options.discovery === null ? null : new Discovery(group, options.discovery, fastify.log))
     }
   })
   fastify.addHook('onClose', async () => {

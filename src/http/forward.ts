@@ -18,6 +18,7 @@ import { attemptFailure, publicError, upstreamError } from './error-map.js'
 import { isConnectionSpecific } from './h2.js'
 import { wasOffered } from '../security/upgrade-protocols.js'
 import type { UpstreamGroup } from '../upstream/group.js'
+import { nextServer, statusFailure, type AttemptState } from '../upstream/next-upstream.js'
 import type { PoolSpec, UpstreamServer } from '../upstream/server.js'
 
 /** What an exchange needs from its route; one object per route, shared by all its requests. */
@@ -49,7 +50,7 @@ interface ExchangeResponse extends ServerResponse {
  * handler and logger see it. From the head on the reply is hijacked and written straight to `res`;
  * a failure after that aborts the client connection instead of passing off a truncated body as complete.
  */
-export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
+export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner, AttemptState {
   readonly route: ExchangeRoute
   readonly request: FastifyRequest
   readonly reply: FastifyReply
@@ -114,8 +115,8 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
     // Interim 1xx answers (103 Early Hints, ...) are not relayed; the final answer follows.
     if (statusCode < 200) return true
     const group = this.route.group
-    const kind = statusCode < 403 ? undefined : STATUS_FAILURES.get(statusCode)
-    if (kind !== undefined && (group.failOn.has(kind) || group.retryOn.has(kind))) {
+    const kind = statusFailure(group, statusCode)
+    if (kind !== undefined) {
       if (this.statusFailed(kind, statusCode)) return false
     } else {
       group.attemptSucceeded(this.server)
@@ -171,7 +172,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
     const server = this.server
     const group = this.route.group
     group.attemptFailed(server, err, failure.kind)
-    const retry = failure.kind === null ? null : this.nextServer(failure.kind, failure.sent)
+    const retry = failure.kind === null ? null : nextServer(group, this, failure.kind, failure.sent)
     if (retry === null) {
       this.fail(err)
       return
@@ -189,7 +190,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
     const group = this.route.group
     const server = this.server
     group.attemptFailed(server, new Error(`status ${statusCode}`), kind)
-    const retry = this.nextServer(kind, true)
+    const retry = nextServer(group, this, kind, true)
     if (retry === null) return false
     this.request.log.warn({ upstream: server.addr, statusCode, next: retry.addr, attempt: (this.tried as UpstreamServer[]).length, group: group.name },
       'upstream answered a status that is tried again: trying the next server')
@@ -200,23 +201,14 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
     return true
   }
 
-  /**
-   * The server for another attempt after one that failed with `kind` (`sent`: the request reached the server),
-   * or null: nginx's proxy_next_upstream rules, bounded by tries and time, and only while the body can be sent again.
-   */
-  nextServer (kind: AttemptFailure, sent: boolean): UpstreamServer | null {
-    const group = this.route.group
-    if (!group.retryOn.has(kind)) return null
-    if (sent && !group.nonIdempotent && NON_IDEMPOTENT.has(this.options.method)) return null
-    // Bodies are streamed, not buffered: once undici has read from one, it cannot be sent again.
+  get method (): string {
+    return this.options.method
+  }
+
+  /** Bodies are streamed, not buffered: once undici has read from one, it cannot be sent again. */
+  get resendable (): boolean {
     const body = this.body
-    if (body !== null && (body.destroyed || body.readableDidRead)) return null
-    const tried = this.tried ??= [this.server]
-    if (group.tries > 0 && tried.length >= group.tries) return null
-    if (group.retryTimeout > 0 && performance.now() - this.startedAt >= group.retryTimeout) return null
-    const next = group.pick(this.hash, tried)
-    if (next !== null) tried.push(next)
-    return next
+    return body === null || !(body.destroyed || body.readableDidRead)
   }
 
   retryWith (server: UpstreamServer): void {
@@ -384,12 +376,6 @@ function resOnClose (this: ExchangeResponse): void {
   exchange.releaseBody()
   exchange.abortUpstream?.()
 }
-
-// nginx: the methods not retried once the request reached a server, unless `non_idempotent`.
-const NON_IDEMPOTENT = new Set(['POST', 'LOCK', 'PATCH'])
-
-const STATUS_FAILURES = new Map<number, AttemptFailure>([[500, 'http_500'], [502, 'http_502'], [503, 'http_503'], [504, 'http_504'],
-  [403, 'http_403'], [404, 'http_404'], [429, 'http_429']])
 
 /**
  * Headers a hook set on the reply (@fastify/cors's `Access-Control-*`): Fastify writes them in `reply.send`, which a
