@@ -6,7 +6,7 @@ import { UploadSet } from './http/body.js'
 import { Sweeper } from './timers/sweeper.js'
 import { resolveOptions, type ResolvedOptions } from './options/resolve.js'
 import type { WsProxyOptions } from './options/schema.js'
-import { registerRoutes, type ProxyRuntime, type RouteClaims } from './routes.js'
+import { registerRoutes, type ProxyRuntime, type RouteClaims } from './routing/register.js'
 import { releaseRequestGate, requestGateFor } from './security/request-gate.js'
 import type { WsProxyEvents } from './telemetry/events.js'
 import { exportMetrics } from './telemetry/prometheus.js'
@@ -20,7 +20,7 @@ import type { ServerInfo } from './upstream/server.js'
 import { FST_WS_PROXY_UNKNOWN_GROUP } from './errors.js'
 import { didYouMean } from './options/suggest.js'
 import type { ResolvedGroup } from './options/resolve-groups.js'
-import { TunnelLimits } from './upgrade/limits.js'
+import { TunnelLimits } from './upgrade/tunnel-slot.js'
 import { releaseUpgradeRouter, upgradeRouterFor } from './upgrade/listener.js'
 import { extendedConnectFor, releaseExtendedConnect } from './upgrade/h2-connect.js'
 import { TunnelSet, type DrainReason } from './upgrade/tunnel-registry.js'
@@ -217,7 +217,7 @@ const plugin: FastifyPluginCallback<WsProxyOptions> = (fastify, options, done) =
   const runtime: ProxyRuntime = {
     pools,
     groups,
-    tunnels: new TunnelSet(limits, totals, resolved.tunnelLogLevel, wake),
+    tunnels: new TunnelSet(totals, resolved.tunnelLogLevel, wake),
     limits,
     uploads: new UploadSet(wake),
     stats: [],
