@@ -3,15 +3,15 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Dispatcher } from 'undici'
 import { FST_WS_PROXY_BAD_RESPONSE, FST_WS_PROXY_BODY_TOO_LARGE, FST_WS_PROXY_RESPONSE_ABORTED, FST_WS_PROXY_SEND_TIMEOUT } from '../errors.js'
 import { buildResponseHeaders } from '../headers/response-headers.js'
+import type { AttemptFailure } from '../options/upstream-schema.js'
 import type { ProxyRoute } from '../routing/proxy-route.js'
 import { kExchange } from '../symbols.js'
+import { nextServer, statusFailure, type AttemptState } from '../upstream/next-upstream.js'
+import type { UpstreamServer } from '../upstream/server.js'
 import type { VarContext } from '../vars/context.js'
-import type { AttemptFailure } from '../options/upstream-schema.js'
 import type { BodyOwner, RequestBody } from './body.js'
 import { attemptFailure, publicError, upstreamError } from './error-map.js'
 import { setHookHeaders } from './hook-headers.js'
-import { nextServer, statusFailure, type AttemptState } from '../upstream/next-upstream.js'
-import type { UpstreamServer } from '../upstream/server.js'
 
 /** undici reads a request's TLS server name from its options (not in its types), else from its Host header. */
 export interface TlsDispatchOptions extends Dispatcher.DispatchOptions {
@@ -201,7 +201,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner, Att
     if (this.vars !== null) this.vars.upstreamAddr += `, ${server.addr}`
   }
 
-  /** The exchange is over: what it holds is given back (its body, if any, leaves the send-timeout watch). */
+  /** The exchange is over (called once, as it ends): what it holds is given back; its body, if any, leaves the send-timeout watch. */
   release (): void {
     if (this.body !== null) this.route.uploads.delete(this.body)
   }

@@ -65,7 +65,8 @@ export class ProxyRoute implements RouteWiring {
     this.exposeErrors = wiring.exposeErrors
     this.dynamic = wiring.dynamic
     this.origin = wiring.origin
-    this.pool = { poolKey: `${settings.connectTimeout} ${settings.responseHeadLimit}`, connectTimeout: settings.connectTimeout, responseHeadLimit: settings.responseHeadLimit }
+    const { connectTimeout, responseHeadLimit } = settings
+    this.pool = { poolKey: `${connectTimeout} ${responseHeadLimit}`, connectTimeout, responseHeadLimit }
     const rules = settings.responseRules
     this.response = {
       drop: rules.drop.size === 0 ? null : rules.drop,

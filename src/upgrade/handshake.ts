@@ -31,15 +31,13 @@ export class UpgradeExchange extends ProxyExchange {
     this.tunnels = tunnels
   }
 
+  /**
+   * The handshake ended without a tunnel (the upstream refused or failed, or the client left): its slot goes back.
+   * An exchange is released once, when it ends, and never after the 101 hand-off (it has ended by then).
+   */
   override release (): void {
     super.release()
-    this.releaseSlot()
-  }
-
-  /** The handshake failed (or was refused, or the client left): its slot goes back. */
-  releaseSlot (): void {
-    if (this.slotClient === null) return
-    this.route.slots.release(this.slotClient)
+    this.route.slots.release(this.slotClient as string)
     this.slotClient = null
   }
 
@@ -47,9 +45,8 @@ export class UpgradeExchange extends ProxyExchange {
   onUpgrade (statusCode: number, rawHeaders: Buffer[] | string[] | null, upstream: Duplex): void {
     const socket = upstream as Socket
     const raw = rawHeaders as Buffer[]
-    /* c8 ignore next 5: undici delivers no 101 after an abort; should one come, the socket is not leaked */
+    /* c8 ignore next 4: undici delivers no 101 after an abort; should one come, the socket is not leaked (the slot went back with the end) */
     if (this.finished) {
-      this.releaseSlot()
       socket.destroy()
       return
     }
