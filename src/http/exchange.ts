@@ -25,7 +25,7 @@ interface ExchangeResponse extends ServerResponse {
 /**
  * One proxied request: the undici dispatch handler that relays the upstream's answer to the client, maps its
  * errors, and tries failed attempts again where the group's `nextUpstream` says so (upstream/next-upstream.ts).
- * An upgrade handshake is one too, with a 101 of its own (upgrade/handshake.ts extends it).
+ * An upgrade handshake is one too, with a 101 of its own (UpgradeExchange, in the upgrade folder, extends it).
  * All state lives in fields set here, and the only listener (`res` 'close') is a module-level function.
  *
  * Before the response head the client gets a coded 502/504 through `reply.send`, so Fastify's error
