@@ -62,6 +62,28 @@ t.test('a URL, a group or undefined per request, called once each; Host and path
   t.same({ a: a.hits, b: b.hits, g: g.hits }, { a: ['/api/x'], b: ['/api/x?q=1', '/v2/x', '/api/z'], g: ['/api/y', '/api/w'] })
 })
 
+t.test('a group balanced on a request template: the chosen route reads the request\'s variables for its key', async (t) => {
+  const a = await named(t, 'a')
+  const b = await named(t, 'b')
+  const own = await named(t, 'own')
+  // The route itself uses no variable; the group getUpstream names hashes on `$http_x_user`.
+  const { url } = await gateway(t, {
+    upstreams: { sticky: { balance: 'hash', hash: '$http_x_user', servers: [{ url: origin(a.server) }, { url: origin(b.server) }] } },
+    routes: [{ prefix: '/api/', upstream: origin(own.server), getUpstream: () => 'http://sticky' }]
+  })
+  const seen = new Map<string, Set<unknown>>()
+  for (let i = 0; i < 4; i++) {
+    for (const user of ['u1', 'u2', 'u3', 'u4', 'u5', 'u6']) {
+      const answer = await get(url + `/api/${user}`, { 'x-user': user })
+      t.equal(answer.status, 200)
+      seen.set(user, (seen.get(user) ?? new Set()).add(answer.json.name))
+    }
+  }
+  t.ok([...seen.values()].every((names) => names.size === 1), 'each key always on the same server')
+  t.same(new Set([...seen.values()].map((names) => [...names][0])), new Set(['a', 'b']), 'the keys spread over both servers')
+  t.same(own.hits, [], 'nothing went to the route\'s own upstream')
+})
+
 t.test('a unix socket URL, as nginx writes it', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'wsp-unix-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))

@@ -4,21 +4,20 @@ import type { Http2Stream } from 'node:http2'
 import type { Socket } from 'node:net'
 import { finished } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
-import { FST_WS_PROXY_BAD_RESPONSE, FST_WS_PROXY_EXTENDED_CONNECT_REFUSED } from '../errors.js'
-import type { ProxyExchange } from '../http/forward.js'
+import { FST_WS_PROXY_EXTENDED_CONNECT_REFUSED } from '../errors.js'
 import { answerResponse, claimCovers, claimedPath, type CodedError, type RequestGate } from '../security/request-gate.js'
 import { kWsKey } from '../symbols.js'
 import type { UpgradeClaim } from './listener.js'
-import { Tunnel } from './tunnel.js'
 
 // WebSockets over HTTP/2 (RFC 8441). A browser opens one as a stream on its h2 connection: an extended CONNECT with
 // `:protocol: websocket`, once the server's SETTINGS have ENABLE_CONNECT_PROTOCOL. The proxy routes it through Fastify
 // as the GET handshake HTTP/1.1 would be (hooks see `GET`, `Upgrade: websocket` and the other fields), sends the
-// upstream an ordinary HTTP/1.1 handshake with a key of its own, and on the upstream's 101 answers the stream 200 and
-// tunnels the stream's DATA to and from the upstream socket, with the same frame tracking as an HTTP/1.1 tunnel.
+// upstream an ordinary HTTP/1.1 handshake with a key of its own, and on the upstream's 101 (upgrade/handshake.ts) answers
+// the stream 200 and tunnels the stream's DATA to and from the upstream socket, with the same frame tracking as an
+// HTTP/1.1 tunnel.
 
 /** What the extended CONNECT handling hangs on an Http2ServerRequest. */
-interface ConnectRequest extends IncomingMessage {
+export interface ConnectRequest extends IncomingMessage {
   upgrade?: boolean
   stream: Http2Stream
   [kWsKey]?: string
@@ -111,54 +110,24 @@ function rawValue (raw: Buffer[], lower: string): string | undefined {
   return undefined
 }
 
-const EMPTY = Buffer.alloc(0)
+/** Whether the upstream's 101 carries the Sec-WebSocket-Accept of the key the proxy sent (RFC 6455 §4.2.2). */
+export function acceptMatches (req: ConnectRequest, raw: Buffer[]): boolean {
+  return rawValue(raw, 'sec-websocket-accept') === acceptFor(req[kWsKey] as string)
+}
 
-/**
- * The upstream accepted the HTTP/1.1 handshake of an HTTP/2 WebSocket (its 101, whose protocol was offered): the
- * accept key is checked, the client's stream gets `:status 200` with the upstream's other fields (subprotocol,
- * extensions), and a tunnel joins the stream and the upstream socket.
- */
-export function h2Upgraded (exchange: ProxyExchange, raw: Buffer[], socket: Socket, protocol: string): void {
-  const req = exchange.request.raw as ConnectRequest
-  const route = exchange.route
-  const server = exchange.server
-  if (rawValue(raw, 'sec-websocket-accept') !== acceptFor(req[kWsKey] as string)) {
-    socket.destroy()
-    exchange.onError(new FST_WS_PROXY_BAD_RESPONSE(server.label, 'Sec-WebSocket-Accept does not match the key sent'))
-    return
-  }
-  exchange.endAttempt()
-  route.group.attemptSucceeded(server)
-  route.stats.head((performance.now() - exchange.startedAt) / 1000)
-  // Upgrade and Connection are hop-by-hop (dropped); the accept key is the HTTP/1.1 handshake's, not the client's.
-  const headers = exchange.responseHeaders(101, raw, false)
-  if (headers instanceof Error) {
-    socket.destroy()
-    return
-  }
+/** The stream's 200 carries the upstream's other fields (subprotocol, extensions), not the HTTP/1.1 handshake's accept key. */
+export function dropAcceptKey (headers: string[]): void {
   for (let i = 0; i < headers.length; i += 2) {
     if (headers[i].toLowerCase() === 'sec-websocket-accept') headers.splice(i, 2)
   }
-  /* c8 ignore start: as on the HTTP/1.1 path, the upstream's fields passed llhttp and a hook's connection-specific
-     fields are left out (setHookHeaders); should Node refuse the head all the same, the socket is not leaked */
-  if (exchange.writeHead(200, '', headers) !== null) {
-    socket.destroy()
-    return
-  }
-  /* c8 ignore stop */
-  exchange.reply.hijack()
-  exchange.headSent = true
-  exchange.finished = true
-  route.stats.answered(200)
-  // The tunnel holds the slot from here on; the set gives it back when the tunnel closes.
-  exchange.slotHolder = null
+}
+
+/** The client side of an RFC 8441 tunnel: the request's stream, given the net.Socket methods a tunnel calls. */
+export function h2TunnelClient (req: ConnectRequest): Socket {
   const stream = req.stream as Http2Stream & TunnelStream
   stream.setNoDelay = setNoDelay
   stream.destroySoon = destroySoon
-  const tunnel = new Tunnel(stream as unknown as Socket, socket, route, server, exchange.request.ip, protocol, exchange.request.log, route.tunnels)
-  tunnel.start(EMPTY)
-  route.tunnels.add(tunnel)
-  exchange.request.log.debug({ upstream: server.label }, 'tunnel opened (HTTP/2 stream)')
+  return stream as unknown as Socket
 }
 
 /** The net.Socket methods a tunnel calls on its client that an Http2Stream lacks. */
@@ -177,10 +146,4 @@ function destroySoon (this: Http2Stream): void {
   // side has already finished, or the stream is gone.
   this.end()
   finished(this, { readable: false }, () => { this.destroy() })
-}
-
-/** The HTTP version a tunnel's client came over, for events and logs. */
-export function tunnelHttpVersion (client: object): '1.1' | '2' {
-  // An Http2Stream keeps its `rstCode` once closed (its `session` is gone by then); a net.Socket has none.
-  return 'rstCode' in client ? '2' : '1.1'
 }

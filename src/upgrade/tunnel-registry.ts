@@ -2,9 +2,8 @@ import type { EventEmitter } from 'node:events'
 import type { Swept } from '../timers/sweeper.js'
 import type { TunnelCloseEvent, TunnelCloseReason, TunnelLogLevel, WsProxyEvents } from '../telemetry/events.js'
 import type { RouteStats } from '../telemetry/stats.js'
-import type { TunnelLimits } from './limits.js'
-import { tunnelHttpVersion } from './h2-connect.js'
-import type { Tunnel, TunnelOwner, TunnelRoute } from './tunnel.js'
+import type { ResolvedRoute } from '../options/resolve.js'
+import type { Tunnel, TunnelOwner } from './tunnel.js'
 
 /** Why the app drains: the reason its tunnels are closed with. */
 export type DrainReason = 'shutdown' | 'reload'
@@ -20,13 +19,18 @@ interface Scheduled {
   readonly at: number
 }
 
+/** The HTTP version a tunnel's client came over, for events and logs. */
+export function tunnelHttpVersion (client: object): '1.1' | '2' {
+  // An Http2Stream keeps its `rstCode` once closed (its `session` is gone by then); a net.Socket has none.
+  return 'rstCode' in client ? '2' : '1.1'
+}
+
 /**
  * The live tunnels of one plugin registration: their timers (one sweep for all, see Sweeper), their graceful
- * shutdown, their slots in the limits, their counters, their close log line and events.
+ * shutdown, their slots given back (upgrade/tunnel-slot.ts), their counters, their close log line and events.
  */
 export class TunnelSet implements TunnelOwner, Swept {
   readonly #live = new Set<Tunnel>()
-  readonly #limits: TunnelLimits
   readonly #events: EventEmitter<WsProxyEvents>
   readonly #level: TunnelLogLevel
   readonly #wake: () => void
@@ -43,8 +47,7 @@ export class TunnelSet implements TunnelOwner, Swept {
   #next = 0
   #queueTimer: NodeJS.Timeout | undefined = undefined
 
-  constructor (limits: TunnelLimits, events: EventEmitter<WsProxyEvents>, level: TunnelLogLevel, wake: () => void) {
-    this.#limits = limits
+  constructor (events: EventEmitter<WsProxyEvents>, level: TunnelLogLevel, wake: () => void) {
     this.#events = events
     this.#level = level
     this.#wake = wake
@@ -85,7 +88,7 @@ export class TunnelSet implements TunnelOwner, Swept {
     // their deadline, or a grace period of its own when they are all gone: server.close() waits for every
     // connection, upgraded ones included), or, in the other modes, when the close window opens.
     if (!this.#closing) return
-    if (this.#drained === null || route.tunnelDrain === 'immediate') {
+    if (this.#drained === null || route.settings.tunnelDrain === 'immediate') {
       tunnel.goAway(this.#reason, this.#drained === null ? Date.now() + this.#grace : this.#deadline)
     } else {
       // Last in the queue: every moment in it is at most `closeAt`.
@@ -99,7 +102,7 @@ export class TunnelSet implements TunnelOwner, Swept {
     this.#live.delete(tunnel)
     tunnel.server.tunnels--
     const route = tunnel.route
-    this.#limits.release(route.tunnelCount, tunnel.clientAddress)
+    route.slots.release(tunnel.clientAddress)
     const reason = tunnel.reason as TunnelCloseReason
     const stats = route.stats
     stats.live--
@@ -145,7 +148,7 @@ export class TunnelSet implements TunnelOwner, Swept {
         if (now >= tunnel.deadline) tunnel.destroy(this.#reason)
         continue
       }
-      const route = tunnel.route
+      const route = tunnel.route.settings
       const expired = expiry(tunnel, route, now)
       if (expired !== null) {
         const [reason, after] = expired
@@ -180,7 +183,7 @@ export class TunnelSet implements TunnelOwner, Swept {
     const spread: Tunnel[] = []
     const atWindow: Tunnel[] = []
     for (const tunnel of this.#live) {
-      const mode = grace === 0 ? 'immediate' : tunnel.route.tunnelDrain
+      const mode = grace === 0 ? 'immediate' : tunnel.route.settings.tunnelDrain
       if (mode === 'immediate') {
         tunnel.goAway(reason, this.#deadline)
       } else if (mode === 'spread') {
@@ -245,7 +248,7 @@ function goAwayDue (set: TunnelSet): void {
 }
 
 /** The first timer of `tunnel` that has run out, with its setting, or null. */
-function expiry (tunnel: Tunnel, route: TunnelRoute, now: number): [TunnelCloseReason, number] | null {
+function expiry (tunnel: Tunnel, route: ResolvedRoute, now: number): [TunnelCloseReason, number] | null {
   if (now - tunnel.upstreamSilentSince >= route.readTimeout) return ['read-timeout', route.readTimeout]
   if (route.idleTimeout > 0 && now - Math.max(tunnel.upstreamSilentSince, tunnel.clientSilentSince) >= route.idleTimeout) {
     return ['idle-timeout', route.idleTimeout]

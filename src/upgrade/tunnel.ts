@@ -1,33 +1,15 @@
 import type { Socket } from 'node:net'
 import type { FastifyBaseLogger } from 'fastify'
+import type { ProxyRoute } from '../routing/proxy-route.js'
 import { kFrames, kPeer, kTunnel } from '../symbols.js'
-import type { RouteStats } from '../telemetry/stats.js'
 import type { TunnelCloseReason } from '../telemetry/events.js'
 import { goingAwayFrame, pingFrame } from './control-frames.js'
 import { relayFrames } from './frame-relay.js'
 import { FrameStream, track, type FrameEvents } from './frame-tracker.js'
-import type { RouteTunnels } from './limits.js'
 import type { UpstreamServer } from '../upstream/server.js'
 
 /** How live tunnels end when the app drains (`tunnelDrain`, docs/semantics.md). */
 export type TunnelDrainMode = 'immediate' | 'deadline' | 'spread'
-
-/** A route's tunnel settings, shared by all its tunnels. Times in ms; 0 turns a timer off. */
-export interface TunnelRoute {
-  /** The route's full prefix, naming it in logs, metrics and events. */
-  readonly label: string
-  readonly readTimeout: number
-  readonly sendTimeout: number
-  readonly idleTimeout: number
-  readonly maxTunnelLifetime: number
-  readonly pingInterval: number
-  readonly pingTimeout: number
-  /** How its tunnels end when the app drains. */
-  readonly tunnelDrain: TunnelDrainMode
-  /** Its counters, and its share of the tunnel limits. */
-  readonly stats: RouteStats
-  readonly tunnelCount: RouteTunnels
-}
 
 /** What a tunnel reports to the set that owns it. */
 export interface TunnelOwner {
@@ -56,7 +38,7 @@ const EXPIRY_GRACE = 1000
 export class Tunnel implements FrameEvents {
   readonly client: Socket
   readonly upstream: Socket
-  readonly route: TunnelRoute
+  readonly route: ProxyRoute
   /** The upstream server it goes to (it counts in the server's load until it closes). */
   readonly server: UpstreamServer
   /** The client address (Fastify's `request.ip`, so `trustProxy` applies) and the protocol switched to. */
@@ -94,7 +76,7 @@ export class Tunnel implements FrameEvents {
   #open = 2
   readonly #owner: TunnelOwner
 
-  constructor (client: Socket, upstream: Socket, route: TunnelRoute, server: UpstreamServer, clientAddress: string, protocol: string,
+  constructor (client: Socket, upstream: Socket, route: ProxyRoute, server: UpstreamServer, clientAddress: string, protocol: string,
     log: FastifyBaseLogger, owner: TunnelOwner) {
     this.client = client
     this.upstream = upstream

@@ -50,6 +50,11 @@ export interface GroupTask {
   stop (): void
 }
 
+/** DNS re-resolution: also resolves on demand (`wsProxy.group(name).resolve()`). */
+export interface ResolvingTask extends GroupTask {
+  resolve (): Promise<void>
+}
+
 /**
  * An upstream group at run time: its servers split into primary and backup tiers, the per-request pick, passive
  * health (what counts as a failure, when a server is out and back), and the membership API.
@@ -72,9 +77,10 @@ export class UpstreamGroup implements UpstreamGroupApi {
   backup: Tier | null = null
   /** The group's only server when it has one and no backup: picked without a scan. */
   single: UpstreamServer | null = null
-  readonly tasks: GroupTask[] = []
+  /** Its active health checks and DNS re-resolution, once started; stopped when the app closes. */
+  readonly #tasks: GroupTask[] = []
   /** DNS re-resolution, when the group has `resolve` (also one of its tasks). */
-  discovery: { resolve (): Promise<void> } | null = null
+  #discovery: ResolvingTask | null = null
   readonly #maker: PoolMaker
   readonly #log: FastifyBaseLogger
 
@@ -190,12 +196,24 @@ export class UpstreamGroup implements UpstreamGroupApi {
     return true
   }
 
+  /**
+   * Starts what the group runs in the background, with the server (`onReady`): its active health checks and its DNS
+   * re-resolution, when it has them. The caller makes them: they read the group, so the group importing them would close a circle.
+   */
+  start (healthChecks: GroupTask | null, discovery: ResolvingTask | null): void {
+    if (healthChecks !== null) this.#tasks.push(healthChecks)
+    if (discovery !== null) {
+      this.#tasks.push(discovery)
+      this.#discovery = discovery
+    }
+  }
+
   async resolve (): Promise<void> {
-    if (this.discovery !== null) await this.discovery.resolve()
+    if (this.#discovery !== null) await this.#discovery.resolve()
   }
 
   stop (): void {
-    for (const task of this.tasks) task.stop()
+    for (const task of this.#tasks) task.stop()
   }
 }
 

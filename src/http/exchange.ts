@@ -1,35 +1,17 @@
 import type { ServerResponse } from 'node:http'
-import type { Duplex } from 'node:stream'
-import type { Socket } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Dispatcher } from 'undici'
 import { FST_WS_PROXY_BAD_RESPONSE, FST_WS_PROXY_BODY_TOO_LARGE, FST_WS_PROXY_RESPONSE_ABORTED, FST_WS_PROXY_SEND_TIMEOUT } from '../errors.js'
-import { buildResponseHeaders, type ResponseHeaderPlan } from '../headers/response-headers.js'
-import { kExchange } from '../symbols.js'
-import { takeOverClientSocket } from '../upgrade/listener.js'
-import { h2Upgraded } from '../upgrade/h2-connect.js'
-import { Tunnel, type TunnelRoute } from '../upgrade/tunnel.js'
-import type { TunnelLimits } from '../upgrade/limits.js'
-import type { TunnelSet } from '../upgrade/tunnel-registry.js'
-import type { VarContext } from '../vars/context.js'
+import { buildResponseHeaders } from '../headers/response-headers.js'
 import type { AttemptFailure } from '../options/upstream-schema.js'
-import type { BodyOwner, RequestBody, UploadSet } from './body.js'
+import type { ProxyRoute } from '../routing/proxy-route.js'
+import { kExchange } from '../symbols.js'
+import { nextServer, statusFailure, type AttemptState } from '../upstream/next-upstream.js'
+import type { UpstreamServer } from '../upstream/server.js'
+import type { VarContext } from '../vars/context.js'
+import type { BodyOwner, RequestBody } from './body.js'
 import { attemptFailure, publicError, upstreamError } from './error-map.js'
-import { isConnectionSpecific } from './h2.js'
-import { wasOffered } from '../security/upgrade-protocols.js'
-import type { UpstreamGroup } from '../upstream/group.js'
-import type { PoolSpec, UpstreamServer } from '../upstream/server.js'
-
-/** What an exchange needs from its route; one object per route, shared by all its requests. */
-export interface ExchangeRoute extends TunnelRoute, PoolSpec {
-  readonly group: UpstreamGroup
-  readonly tunnels: TunnelSet
-  readonly uploads: UploadSet
-  readonly limits: TunnelLimits
-  readonly response: ResponseHeaderPlan
-  /** Whether error bodies may name the upstream (`exposeErrors`). */
-  readonly exposeErrors: boolean
-}
+import { setHookHeaders } from './hook-headers.js'
 
 /** undici reads a request's TLS server name from its options (not in its types), else from its Host header. */
 export interface TlsDispatchOptions extends Dispatcher.DispatchOptions {
@@ -41,16 +23,17 @@ interface ExchangeResponse extends ServerResponse {
 }
 
 /**
- * One proxied request: the undici dispatch handler that relays the upstream's answer to the client.
- * The same class serves plain requests and upgrade handshakes; only a 101 (undici's `onUpgrade`) differs.
+ * One proxied request: the undici dispatch handler that relays the upstream's answer to the client, maps its
+ * errors, and tries failed attempts again where the group's `nextUpstream` says so (upstream/next-upstream.ts).
+ * An upgrade handshake is one too, with a 101 of its own (UpgradeExchange, in the upgrade folder, extends it).
  * All state lives in fields set here, and the only listener (`res` 'close') is a module-level function.
  *
  * Before the response head the client gets a coded 502/504 through `reply.send`, so Fastify's error
  * handler and logger see it. From the head on the reply is hijacked and written straight to `res`;
  * a failure after that aborts the client connection instead of passing off a truncated body as complete.
  */
-export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
-  readonly route: ExchangeRoute
+export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner, AttemptState {
+  readonly route: ProxyRoute
   readonly request: FastifyRequest
   readonly reply: FastifyReply
   readonly res: ExchangeResponse
@@ -62,8 +45,6 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
   finished = false
   /** The request body relayed to undici, when there is one. */
   body: RequestBody | null = null
-  /** The client address holding a tunnel slot (an upgrade until its 101 or its failure), else null. */
-  slotHolder: string | null = null
   /** performance.now() at dispatch, for the response-head latency and the retry time budget. */
   readonly startedAt = performance.now()
   /** The server of the current (or last) attempt, and whether that attempt still counts in its load. */
@@ -75,7 +56,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
   next: UpstreamServer | null = null
   options!: Dispatcher.DispatchOptions
 
-  constructor (route: ExchangeRoute, request: FastifyRequest, reply: FastifyReply, vars: VarContext | null) {
+  constructor (route: ProxyRoute, request: FastifyRequest, reply: FastifyReply, vars: VarContext | null) {
     this.route = route
     this.request = request
     this.reply = reply
@@ -93,7 +74,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
     server.active++
     server.requests++
     if (server.sni !== null) (this.options as TlsDispatchOptions).servername = server.sni
-    server.pool(this.route).dispatch(this.options, this)
+    server.pool(this.route.pool).dispatch(this.options, this)
   }
 
   /** The attempt ended: it leaves its server's load (least-conn). */
@@ -114,8 +95,8 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
     // Interim 1xx answers (103 Early Hints, ...) are not relayed; the final answer follows.
     if (statusCode < 200) return true
     const group = this.route.group
-    const kind = statusCode < 403 ? undefined : STATUS_FAILURES.get(statusCode)
-    if (kind !== undefined && (group.failOn.has(kind) || group.retryOn.has(kind))) {
+    const kind = statusFailure(group, statusCode)
+    if (kind !== undefined) {
       if (this.statusFailed(kind, statusCode)) return false
     } else {
       group.attemptSucceeded(this.server)
@@ -149,8 +130,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
   onComplete (): void {
     this.endAttempt()
     this.finished = true
-    this.releaseSlot()
-    this.releaseBody()
+    this.release()
     this.res.end()
   }
 
@@ -174,7 +154,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
     const server = this.server
     const group = this.route.group
     group.attemptFailed(server, err, failure.kind)
-    const retry = failure.kind === null ? null : this.nextServer(failure.kind, failure.sent)
+    const retry = failure.kind === null ? null : nextServer(group, this, failure.kind, failure.sent)
     if (retry === null) {
       this.fail(err)
       return
@@ -192,7 +172,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
     const group = this.route.group
     const server = this.server
     group.attemptFailed(server, new Error(`status ${statusCode}`), kind)
-    const retry = this.nextServer(kind, true)
+    const retry = nextServer(group, this, kind, true)
     if (retry === null) return false
     this.request.log.warn({ upstream: server.addr, statusCode, next: retry.addr, attempt: (this.tried as UpstreamServer[]).length, group: group.name },
       'upstream answered a status that is tried again: trying the next server')
@@ -203,23 +183,14 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
     return true
   }
 
-  /**
-   * The server for another attempt after one that failed with `kind` (`sent`: the request reached the server),
-   * or null: nginx's proxy_next_upstream rules, bounded by tries and time, and only while the body can be sent again.
-   */
-  nextServer (kind: AttemptFailure, sent: boolean): UpstreamServer | null {
-    const group = this.route.group
-    if (!group.retryOn.has(kind)) return null
-    if (sent && !group.nonIdempotent && NON_IDEMPOTENT.has(this.options.method)) return null
-    // Bodies are streamed, not buffered: once undici has read from one, it cannot be sent again.
+  get method (): string {
+    return this.options.method
+  }
+
+  /** Bodies are streamed, not buffered: once undici has read from one, it cannot be sent again. */
+  get resendable (): boolean {
     const body = this.body
-    if (body !== null && (body.destroyed || body.readableDidRead)) return null
-    const tried = this.tried ??= [this.server]
-    if (group.tries > 0 && tried.length >= group.tries) return null
-    if (group.retryTimeout > 0 && performance.now() - this.startedAt >= group.retryTimeout) return null
-    const next = group.pick(this.hash, tried)
-    if (next !== null) tried.push(next)
-    return next
+    return body === null || !(body.destroyed || body.readableDidRead)
   }
 
   retryWith (server: UpstreamServer): void {
@@ -233,72 +204,9 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
     if (this.vars !== null) this.vars.upstreamAddr += `, ${server.addr}`
   }
 
-  /** The upstream answered 101 to an upgrade: relay the 101 head, then tunnel raw bytes. */
-  onUpgrade (statusCode: number, rawHeaders: Buffer[] | string[] | null, upstream: Duplex): void {
-    const socket = upstream as Socket
-    const raw = rawHeaders as Buffer[]
-    /* c8 ignore next 5: undici delivers no 101 after an abort; should one come, the socket is not leaked */
-    if (this.finished) {
-      this.releaseSlot()
-      socket.destroy()
-      return
-    }
-    // RFC 9110 §7.8: a server must not switch to a protocol the client did not offer. Tunnelling one anyway would
-    // pass upgradeProtocols (an h2c tunnel answering `Upgrade: foo`): garbage, as any other invalid answer.
-    const protocol = upgradeProtocol(raw)
-    if (!wasOffered(this.options.upgrade as string, protocol)) {
-      socket.destroy()
-      this.onError(new FST_WS_PROXY_BAD_RESPONSE(this.server.label, 'switched to a protocol the client did not offer'))
-      return
-    }
-    if (this.request.raw.httpVersionMajor === 2) {
-      // An RFC 8441 WebSocket: the client is an HTTP/2 stream (upgrade/h2-connect.ts).
-      h2Upgraded(this, raw, socket, protocol)
-      return
-    }
-    const res = this.res
-    const client = this.request.raw.socket
-    const route = this.route
-    const server = this.server
-    this.endAttempt()
-    route.group.attemptSucceeded(server)
-    route.stats.head((performance.now() - this.startedAt) / 1000)
-    // RFC 9110 §7.8: the 101 names the protocol switched to (the upstream's Upgrade, kept); Connection is ours.
-    const headers = this.responseHeaders(statusCode, raw, true)
-    if (headers instanceof Error) {
-      socket.destroy()
-      return
-    }
-    headers.push('Connection', 'Upgrade')
-    res.sendDate = false
-    /* c8 ignore next 4: llhttp rejects every byte Node's writeHead would refuse before a 101 gets here */
-    if (this.writeHead(statusCode, '', headers) !== null) {
-      socket.destroy()
-      return
-    }
-    this.reply.hijack()
-    this.headSent = true
-    // end() writes the head synchronously to the socket; the tunnel's bytes follow it in order.
-    this.finished = true
-    res.end()
-    route.stats.answered(101)
-    // The tunnel holds the slot from here on; the set gives it back when the tunnel closes.
-    this.slotHolder = null
-    const tunnel = new Tunnel(client, socket, route, server, this.request.ip, protocol, this.request.log, route.tunnels)
-    tunnel.start(takeOverClientSocket(client))
-    route.tunnels.add(tunnel)
-    this.request.log.debug({ upstream: server.label }, 'tunnel opened')
-  }
-
-  /** The exchange is over: its body, if any, leaves the send-timeout watch. */
-  releaseBody (): void {
+  /** The exchange is over (called once, as it ends): what it holds is given back; its body, if any, leaves the send-timeout watch. */
+  release (): void {
     if (this.body !== null) this.route.uploads.delete(this.body)
-  }
-
-  releaseSlot (): void {
-    if (this.slotHolder === null) return
-    this.route.limits.release(this.route.tunnelCount, this.slotHolder)
-    this.slotHolder = null
   }
 
   bodyTooLarge (limit: number): void {
@@ -357,11 +265,10 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner {
   fail (err: Error): void {
     this.endAttempt()
     this.finished = true
-    this.releaseSlot()
-    this.releaseBody()
+    this.release()
     const route = this.route
     if (!this.headSent) {
-      const answer = upstreamError(err, this.server.label, route.connectTimeout, route.readTimeout)
+      const answer = upstreamError(err, this.server.label, route.settings.connectTimeout, route.settings.readTimeout)
       route.stats.upstreamError(answer)
       route.stats.answered((answer as Error & { statusCode: number }).statusCode)
       // The client is still sending its body: it is read and dropped (see RequestBody), and the connection closed after the answer.
@@ -383,46 +290,9 @@ function resOnClose (this: ExchangeResponse): void {
   if (exchange.finished) return
   exchange.finished = true
   exchange.endAttempt()
-  exchange.releaseSlot()
-  exchange.releaseBody()
+  exchange.release()
   exchange.abortUpstream?.()
 }
 
 /** How far a response may run ahead of the client before undici's parser is paused (Node's pipe holds about as much). */
 const RELAY_BUFFER = 128 * 1024
-
-// nginx: the methods not retried once the request reached a server, unless `non_idempotent`.
-const NON_IDEMPOTENT = new Set(['POST', 'LOCK', 'PATCH'])
-
-const STATUS_FAILURES = new Map<number, AttemptFailure>([[500, 'http_500'], [502, 'http_502'], [503, 'http_503'], [504, 'http_504'],
-  [403, 'http_403'], [404, 'http_404'], [429, 'http_429']])
-
-/**
- * Headers a hook set on the reply (@fastify/cors's `Access-Control-*`): Fastify writes them in `reply.send`, which a
- * relayed answer bypasses. They go on the response first, so the upstream's headers of the same name replace them
- * (`writeHead` with a list), as headers set on `reply.raw` (@fastify/helmet) already are.
- */
-function setHookHeaders (reply: FastifyReply, res: ServerResponse, h2: boolean): void {
-  const headers = reply.getHeaders()
-  for (const name in headers) {
-    // Over HTTP/2 a connection-specific field (a hook's Keep-Alive) would make Node refuse the whole response.
-    if (h2 && isConnectionSpecific(name)) continue
-    // Never undefined: `reply.header()` stores '' for it, and `reply.raw` cannot hold it.
-    if (!res.hasHeader(name)) res.setHeader(name, headers[name] as string | number | readonly string[])
-  }
-}
-
-const WEBSOCKET = Buffer.from('websocket')
-
-/** The protocol a 101 switched to (its `Upgrade` header), for logs and events. */
-function upgradeProtocol (raw: Buffer[]): string {
-  for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i].length === 7 && raw[i].toString('latin1').toLowerCase() === 'upgrade') {
-      // The usual answer shares one string instead of each tunnel keeping its own copy.
-      return raw[i + 1].equals(WEBSOCKET) ? 'websocket' : raw[i + 1].toString('latin1')
-    }
-  }
-  /* c8 ignore start: undici refuses a 101 without Upgrade before it gets here */
-  return ''
-}
-/* c8 ignore stop */
