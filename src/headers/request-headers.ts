@@ -5,7 +5,7 @@ import { FST_WS_PROXY_BAD_HEADER_VALUE, FST_WS_PROXY_BAD_REWRITTEN_HEADER, FST_W
 import type { VarContext } from '../vars/context.js'
 import { isFieldValue, isToken } from './field.js'
 import { connectionTokens, isHopByHop } from './hop-by-hop.js'
-import { requestHost } from '../http/h2.js'
+import { requestHost } from '../vars/request-host.js'
 import { kWsKey } from '../symbols.js'
 import type { HeaderRule, RequestHeaderRules, UpstreamRequestHeaders } from './rules.js'
 

@@ -2,15 +2,8 @@ import type { IncomingMessage } from 'node:http'
 
 // HTTP/2 requests (Fastify `http2: true`) arrive through Node's compatibility API: `request.raw` is an
 // Http2ServerRequest whose headers hold the pseudo-header fields (`:method`, `:path`, `:authority`, `:scheme`,
-// `:protocol`) and usually no Host. These helpers let the HTTP/1.1 code paths read such a request.
-
-/**
- * The authority a request names, as Fastify's `request.host` reads it: `Host`, else HTTP/2's `:authority`
- * (the request gate refuses an HTTP/2 request whose two disagree).
- */
-export function requestHost (req: IncomingMessage): string | undefined {
-  return req.headers.host ?? (req.headers[':authority'] as string | undefined)
-}
+// `:protocol`) and usually no Host. These helpers let the HTTP/1.1 code paths read such a request
+// (its authority: vars/request-host.ts).
 
 /**
  * Whether an HTTP/2 request has a body: its HEADERS frame did not end the stream (no Content-Length is needed).

@@ -1,4 +1,4 @@
-import { compileHost, type HostPattern } from '../routing/hosts.js'
+import { compileHost, type HostPattern } from './host-patterns.js'
 import type { OriginAllowList } from '../security/origins.js'
 import { UpgradeProtocols } from '../security/upgrade-protocols.js'
 import type { CaptureNames } from '../vars/builtins.js'

@@ -14,15 +14,13 @@ import { TlsSchema, UpstreamGroupSchema, type UpstreamGroupOptions } from './ups
 // Named here so that tsc's declaration emit can spell the plugin-level settings spread from schema-route.ts (TS4023).
 export type { OptionalKind }
 
+import type { MetricsRegistry } from '../telemetry/prometheus.js'
+
 export * from './schema-route.js'
 export * from './schema-headers.js'
 export * from './schema-limits.js'
 
-/** What the plugin needs of a prom-client `Registry` (any prom-client version from 13 on has it). */
-export interface MetricsRegistry {
-  registerMetric: (metric: never) => void
-  getSingleMetric: (name: string) => unknown
-}
+export type { MetricsRegistry }
 
 export const MetricsSchema = Type.Object({
   // Checked by hand (set-aside.ts): an object to keep, not data. Typed as what the plugin uses of it.

@@ -1,44 +1,10 @@
 import type { IncomingMessage } from 'node:http'
+import type { HostPattern } from '../options/host-patterns.js'
+import { kHostMatch } from '../vars/request-host.js'
 
 // nginx `server_name` for routes: a request's Host picks one name (exact first, then the longest leading wildcard,
 // then regular expressions in the order routes give them), and only the routes listing that name compete on the
 // path. Built on Fastify's router constraints, so hooks, 404 handlers and other plugins' routes work as usual.
-
-/** Set on a request whose Host a `~regex` name selected: that regex's match. */
-export const kHostMatch = Symbol('fastify-ws-proxy.hostMatch')
-
-/** The match of the `~regex` host name that selected the request's route, or undefined (an exact or wildcard name). */
-export function hostMatchOf (req: IncomingMessage): RegExpExecArray | undefined {
-  return (req as { [kHostMatch]?: RegExpExecArray })[kHostMatch]
-}
-
-/** One `host` entry compiled: how it matches and the key routes listing it share. */
-export type HostPattern =
-  | { readonly kind: 'exact', readonly key: string, readonly name: string }
-  | { readonly kind: 'wildcard', readonly key: string, readonly suffix: string, readonly bare: string | null }
-  | { readonly kind: 'regex', readonly key: string, readonly re: RegExp }
-
-const LABELS = /^[a-z0-9_-]+(?:\.[a-z0-9_-]+)*$/
-
-/** Compiles one `host` entry, or returns why it is invalid. */
-export function compileHost (entry: string): HostPattern | string {
-  if (entry.startsWith('~')) {
-    try {
-      return { kind: 'regex', key: entry, re: new RegExp(entry.slice(1)) }
-    } catch (err) {
-      return `invalid regular expression: ${(err as Error).message}`
-    }
-  }
-  const name = entry.toLowerCase().replace(/\.$/, '')
-  // nginx: `*.example.com` is every subdomain at any depth; `.example.com` is that and `example.com` itself.
-  if (name.startsWith('*.') || name.startsWith('.')) {
-    const suffix = name.slice(name.indexOf('.'))
-    if (!LABELS.test(suffix.slice(1))) return 'expected a host name, `*.domain`, `.domain` or `~regex`'
-    return { kind: 'wildcard', key: name, suffix, bare: name.startsWith('.') ? suffix.slice(1) : null }
-  }
-  if (!LABELS.test(name)) return 'expected a host name, `*.domain`, `.domain` or `~regex`'
-  return { kind: 'exact', key: name, name }
-}
 
 /** Every host name of the routes of one server, and the choice of one for a request. */
 export class HostTable {

@@ -1,6 +1,11 @@
 import type { FastifyInstance } from 'fastify'
-import type { MetricsRegistry } from '../options/schema.js'
 import { LATENCY_BUCKETS, type RouteStats, type MetricsSnapshot } from './stats.js'
+
+/** What the plugin needs of a prom-client `Registry` (any prom-client version from 13 on has it). */
+export interface MetricsRegistry {
+  registerMetric: (metric: never) => void
+  getSingleMetric: (name: string) => unknown
+}
 
 interface Labelled { reset (): void }
 interface CounterLike extends Labelled { inc (labels: Record<string, string>, value: number): void }

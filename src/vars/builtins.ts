@@ -2,8 +2,7 @@ import { hostname } from 'node:os'
 import type { TLSSocket } from 'node:tls'
 import type { VarContext } from './context.js'
 import { didYouMean } from '../suggest.js'
-import { hostMatchOf } from '../routing/hosts.js'
-import { requestHost } from '../http/h2.js'
+import { hostMatchOf, requestHost } from './request-host.js'
 
 /** A compiled template or variable: a plain function of the request's context. */
 export type Expr = (c: VarContext) => string
