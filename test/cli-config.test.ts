@@ -3,7 +3,8 @@
 // (an error) and at start (a warning), and the JSON Schema shipped for editors.
 import t from 'tap'
 import { readFileSync } from 'node:fs'
-import { gatewayJsonSchema } from '../src/gateway/config.js'
+import { checkGatewayConfig, gatewayJsonSchema } from '../src/gateway/config.js'
+import { resolveOptions } from '../src/options/resolve.js'
 import { unresolvedHosts } from '../src/gateway/host-check.js'
 import { cli, configDir, exitCode, inProcess } from './helpers/cli.js'
 import { within } from './helpers/servers.js'
@@ -119,4 +120,13 @@ t.test('at start, a host that does not resolve is a warning and the gateway runs
   t.equal(run.child.exitCode, null, 'still running')
   run.child.kill('SIGTERM')
   t.equal(await exitCode(run), 0)
+})
+
+t.test('a checked gateway config is resolved once: registering its plugin part takes the checked options', async (t) => {
+  const config = checkGatewayConfig({ upstream: 'http://127.0.0.1:9' })
+  const first = resolveOptions(config.proxy)
+  t.equal(resolveOptions(config.proxy), first, 'the same resolved options, not a second pass')
+  t.ok(Object.isFrozen(config.proxy))
+  t.equal(first.closeGracePeriod, config.closeGracePeriod)
+  t.not(resolveOptions({ ...config.proxy }), first, 'other objects are checked as always')
 })

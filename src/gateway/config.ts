@@ -4,7 +4,7 @@ import { dirname, resolve } from 'node:path'
 import { Type, type Static } from '@sinclair/typebox'
 import { LOG_LEVELS } from '../telemetry/log-levels.js'
 import { PluginOptionsSchema, type WsProxyOptions } from '../options/schema.js'
-import { optionsSchema, resolveWith } from '../options/resolve.js'
+import { optionsSchema, rememberResolved, resolveWith } from '../options/resolve.js'
 import { invalidOptions, type OptionProblem } from '../options/problems.js'
 
 /** The standalone gateway's JSON config: the plugin's options plus where to listen, the server's client limits and how much to log. */
@@ -98,6 +98,8 @@ export function checkGatewayConfig (value: unknown): CheckedGatewayConfig {
   const { $schema, listen, logLevel, server, pidFile, ...proxy } = options as GatewayConfig & {
     listen: { host: string, port: number, tls?: TlsFiles, http2: boolean }, logLevel: string, server: CheckedGatewayConfig['server']
   }
+  // The plugin registered with `proxy` takes these resolved options as they are: the config is checked once.
+  rememberResolved(Object.freeze(proxy), resolved)
   return {
     host: listen.host,
     port: listen.port,

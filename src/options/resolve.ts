@@ -32,9 +32,20 @@ export function optionsSchema (schema: TObject, ownKeys: readonly string[] = [],
 
 const PLUGIN = optionsSchema(PluginOptionsSchema)
 
+/** Options some caller already resolved (the gateway's checked config), by the object it registers the plugin with. */
+const alreadyResolved = new WeakMap<object, ResolvedOptions>()
+
 /** Checks `options` against the schema and the cross-field rules. Never mutates the caller's object. */
 export function resolveOptions (options: unknown): ResolvedOptions {
-  return resolveWith(PLUGIN, options).resolved
+  return alreadyResolved.get(options as object) ?? resolveWith(PLUGIN, options).resolved
+}
+
+/**
+ * `options` (a frozen object no user holds) were resolved as `resolved`: registering the plugin with them takes those
+ * instead of checking everything a second time (the gateway checks its config file, then registers its plugin part).
+ */
+export function rememberResolved (options: Readonly<Record<string, unknown>>, resolved: ResolvedOptions): void {
+  alreadyResolved.set(options, resolved)
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { Type, type Static } from '@sinclair/typebox'
-import { FST_WS_PROXY_INVALID_OPTION } from '../errors.js'
+import { fail } from '../options/problems.js'
 import { invalidOption } from '../options/schema-problems.js'
 import { resolveServer, type ResolvedGroup, type ResolvedServer } from '../options/resolve-groups.js'
 import { ServerSchema, type AttemptFailure, type BalanceMethod, type ServerOptions, type TlsOptions } from '../options/upstream-schema.js'
@@ -155,7 +155,7 @@ export class UpstreamGroup implements UpstreamGroupApi {
     if (first !== undefined) throw invalidOption({ ...first, path: `/${at}${first.path.slice(1)}` })
     let resolved: ResolvedServer = resolveServer(options, at, this.scheme)
     if (hostname !== undefined) resolved = { ...resolved, hostname }
-    if (this.members.some((server) => server.url === resolved.url)) throw new FST_WS_PROXY_INVALID_OPTION(`${at}url`, `${resolved.url} is already in the group`)
+    if (this.members.some((server) => server.url === resolved.url)) fail(`${at}url`, `${resolved.url} is already in the group`)
     const server = new UpstreamServer(resolved, this.tls, this.#maker, resolvedFrom)
     this.members.push(server)
     this.rebuild()
