@@ -277,7 +277,7 @@ t.test('readiness follows the upstream groups', async (t) => {
       health: {}
     })
     const source = app.wsProxy as unknown as ReadinessSource
-    const groups = [...source.allGroups()]
+    const groups = [...source.allGroups()] as UpstreamGroup[]
     t.same(groups.map((g) => g.name), ['api', up.url], 'the named group, then the URL route\'s group')
     await expectReadiness(t, url, READY, 'both up')
     groups[1].members[0].down = true

@@ -3,13 +3,13 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import type { TlsFiles } from '../gateway/config.js'
 
 const run = promisify(execFile)
 
 /** A self-signed certificate for `--demo --tls`, in a temporary directory of its own. */
 export interface DemoCertificate {
-  readonly files: TlsFiles
+  /** Paths as `listen.tls` takes them. */
+  readonly files: { readonly cert: string, readonly key: string }
   /** Removes the directory. */
   remove (): Promise<void>
 }

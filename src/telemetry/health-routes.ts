@@ -1,10 +1,15 @@
 import type { FastifyInstance } from 'fastify'
-import type { UpstreamGroup } from '../upstream/group.js'
+
+/** What readiness reads of an upstream group: its name and its servers' states. */
+export interface ReadinessGroup {
+  readonly name: string
+  readonly members: ReadonlyArray<{ readonly state: string }>
+}
 
 /** What readiness looks at: whether a drain has begun, and every group of every registration. */
 export interface ReadinessSource {
   readonly draining: boolean
-  allGroups (): Iterable<UpstreamGroup>
+  allGroups (): Iterable<ReadinessGroup>
 }
 
 /** The readiness answer: 200 when ready; 503 while draining or while a group has no server up. */
