@@ -9,8 +9,19 @@ import type { DynamicOrigin, DynamicUpstreams } from '../upstream/dynamic.js'
 import type { UpstreamGroup } from '../upstream/group.js'
 import type { PoolSpec } from '../upstream/server.js'
 
-/** What a route is wired to at run time, beside its settings. */
-export interface RouteWiring {
+/** What a route is wired to at run time, beside its settings (fields of ProxyRoute). */
+export type RouteWiring = Pick<ProxyRoute, 'group' | 'stats' | 'slots' | 'uploads' | 'headerFields' | 'exposeErrors' | 'dynamic' | 'origin'>
+
+/**
+ * One proxied route at run time, the one route type HTTP exchanges, handshakes and tunnels all read: its resolved
+ * settings as they are, plus what it is wired to and what depends only on them (computed here once).
+ */
+export class ProxyRoute {
+  readonly settings: ResolvedRoute
+  /** The full matched prefix: Fastify's register prefix followed by the route's. */
+  readonly fullPrefix: string
+  /** What names the route in logs, metrics and events: its full prefix. */
+  readonly label: string
   /** The group its requests go to. */
   readonly group: UpstreamGroup
   /** Its counters (shared with the routes `getUpstream` derives from it). */
@@ -25,26 +36,6 @@ export interface RouteWiring {
   /** With `getUpstream`: the registration's request-time upstreams. */
   readonly dynamic: DynamicUpstreams | null
   /** On a route `getUpstream` chose: the cache entry of its URL's origin (null: a configured group, or not chosen). */
-  readonly origin: DynamicOrigin | null
-}
-
-/**
- * One proxied route at run time, the one route type HTTP exchanges, handshakes and tunnels all read: its resolved
- * settings as they are, plus what it is wired to and what depends only on them (computed here once).
- */
-export class ProxyRoute implements RouteWiring {
-  readonly settings: ResolvedRoute
-  /** The full matched prefix: Fastify's register prefix followed by the route's. */
-  readonly fullPrefix: string
-  /** What names the route in logs, metrics and events: its full prefix. */
-  readonly label: string
-  readonly group: UpstreamGroup
-  readonly stats: RouteStats
-  readonly slots: RouteSlots
-  readonly uploads: UploadSet
-  readonly headerFields: number
-  readonly exposeErrors: boolean
-  readonly dynamic: DynamicUpstreams | null
   readonly origin: DynamicOrigin | null
   /** The connection settings of the pools it uses. */
   readonly pool: PoolSpec
