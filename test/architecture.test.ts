@@ -81,7 +81,7 @@ const FORBIDDEN: ReadonlyArray<[from: string, to: readonly string[], why: string
   ['http', ['upgrade', 'routing'], 'http/ relays requests; the upgrade builds on it, not the other way'],
   ['headers', ['options', 'http', 'upgrade', 'routing'], 'run-time header code gets compiled rules, it does not compile them'],
   ['vars', ['options', 'http', 'upgrade', 'routing', 'headers'], 'variables are the bottom of the request path'],
-  ['options', ['upgrade', 'http', 'routing', 'index.ts', 'gateway'], 'configuration is register-time: it builds plain objects for run time'],
+  ['options', ['upgrade', 'http', 'routing', 'upstream', 'index.ts', 'gateway'], 'configuration is register-time: it builds plain objects for run time'],
   ['upstream', ['upgrade', 'http', 'routing', 'index.ts'], 'upstream groups and pools know nothing of the requests that use them'],
   ['telemetry', ['upgrade', 'http', 'routing', 'options'], 'counters and events are read by everything and read nothing of it'],
   ['upgrade', ['routing', 'index.ts', 'gateway'], 'the upgrade is driven by a route, it does not route'],
