@@ -55,6 +55,8 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner, Att
   tried: UpstreamServer[] | null = null
   next: UpstreamServer | null = null
   options!: Dispatcher.DispatchOptions
+  /** The headers hooks set on the reply (as handleRequest read and checked them), written on the relayed head. */
+  hookHeaders!: Record<string, unknown>
 
   constructor (route: ProxyRoute, request: FastifyRequest, reply: FastifyReply, vars: VarContext | null) {
     this.route = route
@@ -249,7 +251,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner, Att
     try {
       // RFC 9110 §15: a status outside 100..599 is invalid; Node would relay up to 999.
       if (statusCode > 599) throw new RangeError(`Invalid status code: ${statusCode}`)
-      setHookHeaders(this.reply, res, this.request.raw.httpVersionMajor === 2)
+      setHookHeaders(this.hookHeaders, res, this.request.raw.httpVersionMajor === 2)
       res.writeHead(statusCode, statusText === '' ? undefined : statusText, headers)
       return null
     } catch (err) {
