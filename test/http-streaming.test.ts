@@ -182,3 +182,34 @@ t.test('a chunked download (upstream without Content-Length) reaches the client 
   t.ok(outcome.complete)
   t.ok(outcome.body.equals(Buffer.concat(parts)))
 })
+
+t.test('a client that stops reading a download holds the upstream back; reading again resumes it, byte for byte', async (t) => {
+  const total = 64 * MiB
+  let sent = 0
+  const upstream = await httpUpstream(t, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(total) })
+    pump(res, total, (n) => { sent += n }).then(() => res.end(), (err: Error) => res.destroy(err))
+  })
+  const { url } = await gateway(t, { upstream: origin(upstream) })
+  const { req, response } = openRequest(t, `${url}/download`)
+  req.end()
+  const res = await within(response, 2000, 'the response head')
+  res.pause()
+  // The client reads nothing: once the socket buffers of both hops and the gateway's relay buffer are full, the
+  // upstream's writes stop being drained. Waits (at most 5 s) until `sent` holds still for 200 ms.
+  let last = -1
+  for (let i = 0; i < 50 && sent !== last; i++) {
+    last = sent
+    await new Promise((resolve) => setTimeout(resolve, 200))
+  }
+  t.equal(sent, last, `the upstream stopped sending (${mib(sent)} sent)`)
+  t.ok(sent < MAX_IN_FLIGHT, `at most ${mib(sent)} left the upstream while the client read nothing (< ${mib(MAX_IN_FLIGHT)})`)
+  // An explicitly paused stream stays paused when a 'data' listener is added: resumed by hand.
+  const body = readBody(res, 10_000)
+  res.resume()
+  const outcome = await body
+  t.ok(outcome.complete, 'the download ended cleanly')
+  t.equal(outcome.body.length, total, 'every byte arrived once the client read again')
+  t.ok(outcome.body.equals(Buffer.alloc(total, 0x61)), 'byte for byte')
+  t.equal(sent, total)
+})

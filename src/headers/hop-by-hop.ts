@@ -13,10 +13,11 @@ const TAB = 9
 
 /**
  * The field names listed in a Connection value (lowercased), e.g. `keep-alive, Upgrade, X-Foo`.
- * Returns null when there are none, so the common case allocates nothing. Parsed by character code:
- * tokens are separated by commas with optional whitespace (RFC 9110 §5.6.1).
+ * Returns null when there are none, so the common case allocates nothing. Parsed by character code: tokens are
+ * separated by commas with optional whitespace (RFC 9110 §5.6.1). With `beyondHopByHop`, only the names a proxy must
+ * drop besides the hop-by-hop ones: `Connection: keep-alive` or `Upgrade` then gives null (nothing to look up per field).
  */
-export function connectionTokens (value: string | undefined): string[] | null {
+export function connectionTokens (value: string | undefined, beyondHopByHop = false): string[] | null {
   if (value === undefined || value === '') return null
   let tokens: string[] | null = null
   let start = -1
@@ -25,7 +26,8 @@ export function connectionTokens (value: string | undefined): string[] | null {
     const c = i === value.length ? COMMA : value.charCodeAt(i)
     if (c === COMMA) {
       if (start !== -1) {
-        (tokens ??= []).push(value.slice(start, end + 1).toLowerCase())
+        const token = value.slice(start, end + 1).toLowerCase()
+        if (!beyondHopByHop || !HOP_BY_HOP.has(token)) (tokens ??= []).push(token)
         start = -1
       }
     } else if (c !== SPACE && c !== TAB) {

@@ -27,7 +27,7 @@ export interface RequestHeaderSettings {
  */
 export function buildRequestHeaders (settings: RequestHeaderSettings, req: IncomingMessage, vars: VarContext | null): string[] {
   const raw = req.rawHeaders
-  const named = connectionTokens(req.headers.connection)
+  const named = connectionTokens(req.headers.connection, true)
   const rules = settings.requestRules
   const drop = rules === null ? null : rules.drop
   const out: string[] = []

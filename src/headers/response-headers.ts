@@ -24,7 +24,7 @@ export function buildResponseHeaders (raw: Buffer[], keepUpgrade: boolean, plan:
   let named: string[] | null = null
   for (let i = 0; i < raw.length; i += 2) {
     if (raw[i].length === 10 && raw[i].toString('latin1').toLowerCase() === 'connection') {
-      const tokens = connectionTokens(raw[i + 1].toString('latin1'))
+      const tokens = connectionTokens(raw[i + 1].toString('latin1'), true)
       if (tokens !== null) named = named === null ? tokens : named.concat(tokens)
     }
   }

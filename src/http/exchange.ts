@@ -55,6 +55,10 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner, Att
   tried: UpstreamServer[] | null = null
   next: UpstreamServer | null = null
   options!: Dispatcher.DispatchOptions
+  /** The headers hooks set on the reply (as handleRequest read and checked them), written on the relayed head. */
+  hookHeaders!: Record<string, unknown>
+  /** undici's resume for this response, until the client first lags (onData): then it listens to the response's 'drain'. */
+  resume: (() => void) | null = null
 
   constructor (route: ProxyRoute, request: FastifyRequest, reply: FastifyReply, vars: VarContext | null) {
     this.route = route
@@ -101,7 +105,6 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner, Att
     } else {
       group.attemptSucceeded(this.server)
     }
-    const res = this.res
     const stats = this.route.stats
     stats.head((performance.now() - this.startedAt) / 1000)
     // RFC 9110 §15.5.22: a 426 must say which protocol to upgrade to, so its Upgrade header is kept. HTTP/2 has
@@ -116,15 +119,23 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner, Att
     this.reply.hijack()
     this.headSent = true
     stats.answered(statusCode)
-    res.on('drain', resume)
+    this.resume = resume
     return true
   }
 
   onData (chunk: Buffer): boolean {
     // undici is paused only once the client lags by RELAY_BUFFER: `write` returns false for any chunk over the
     // socket's 16 KiB high-water mark, and pausing undici's parser per chunk cost a re-read and re-copy of the
-    // socket's data plus an empty write on resume. `drain` still follows the false `write`, and resumes it.
-    return this.res.write(chunk) || this.res.writableLength < RELAY_BUFFER
+    // socket's data plus an empty write on resume. `drain` still follows the false `write`, and resumes it: listened
+    // to from the first pause on, so that the many answers that never lag add no listener.
+    const res = this.res
+    if (res.write(chunk) || res.writableLength < RELAY_BUFFER) return true
+    const resume = this.resume
+    if (resume !== null) {
+      res.on('drain', resume)
+      this.resume = null
+    }
+    return false
   }
 
   onComplete (): void {
@@ -249,7 +260,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner, Att
     try {
       // RFC 9110 §15: a status outside 100..599 is invalid; Node would relay up to 999.
       if (statusCode > 599) throw new RangeError(`Invalid status code: ${statusCode}`)
-      setHookHeaders(this.reply, res, this.request.raw.httpVersionMajor === 2)
+      setHookHeaders(this.hookHeaders, res, this.request.raw.httpVersionMajor === 2)
       res.writeHead(statusCode, statusText === '' ? undefined : statusText, headers)
       return null
     } catch (err) {

@@ -1,5 +1,4 @@
 import type { ServerResponse } from 'node:http'
-import type { FastifyReply } from 'fastify'
 import { isConnectionSpecific } from './h2.js'
 
 /**
@@ -7,8 +6,7 @@ import { isConnectionSpecific } from './h2.js'
  * relayed answer bypasses. They go on the response first, so the upstream's headers of the same name replace them
  * (`writeHead` with a list), as headers set on `reply.raw` (@fastify/helmet) already are.
  */
-export function setHookHeaders (reply: FastifyReply, res: ServerResponse, h2: boolean): void {
-  const headers = reply.getHeaders()
+export function setHookHeaders (headers: Record<string, unknown>, res: ServerResponse, h2: boolean): void {
   for (const name in headers) {
     // Over HTTP/2 a connection-specific field (a hook's Keep-Alive) would make Node refuse the whole response.
     if (h2 && isConnectionSpecific(name)) continue

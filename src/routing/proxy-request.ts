@@ -26,7 +26,9 @@ import type { ProxyRoute } from './proxy-route.js'
 export function handleRequest (route: ProxyRoute, request: FastifyRequest, reply: FastifyReply, tunnels: TunnelSet): void {
   // A header a hook set on the reply (from client input, say) with CR, LF or NUL: refused before anything goes
   // upstream, over HTTP/2 too (where Node would write it as it is), and left out of the refusal itself.
-  const badFields = invalidFields(reply.getHeaders())
+  // One copy of them per request (Fastify's getHeaders() merges two objects): the exchange writes these on the relayed head.
+  const hooked = reply.getHeaders()
+  const badFields = invalidFields(hooked)
   if (badFields !== null) {
     for (const name of badFields) reply.removeHeader(name)
     const err = new FST_WS_PROXY_BAD_HEADER_VALUE(badFields[0])
@@ -72,16 +74,16 @@ export function handleRequest (route: ProxyRoute, request: FastifyRequest, reply
     return
   }
   if (route.settings.getUpstream === null) {
-    forward(route, request, reply, url, upgrading, withBody, tunnels)
+    forward(route, request, reply, url, upgrading, withBody, tunnels, hooked)
     return
   }
   const chosen = chosenRoute(route, request, reply)
-  if (chosen !== null) forward(chosen, request, reply, url, upgrading, withBody, tunnels)
+  if (chosen !== null) forward(chosen, request, reply, url, upgrading, withBody, tunnels, hooked)
 }
 
-/** Picks a server of the group and sends the request (or the upgrade) there. */
+/** Picks a server of the group and sends the request (or the upgrade) there; `hookHeaders`: what hooks set on the reply. */
 function forward (route: ProxyRoute, request: FastifyRequest, reply: FastifyReply, url: string, upgrading: boolean, withBody: boolean,
-  tunnels: TunnelSet): void {
+  tunnels: TunnelSet, hookHeaders: Record<string, unknown>): void {
   const req = request.raw
   const settings = route.settings
   const vars = settings.needsVars ? new VarContext(req, request.id, settings, request.ip) : null
@@ -133,6 +135,7 @@ function forward (route: ProxyRoute, request: FastifyRequest, reply: FastifyRepl
     }
   }
   exchange.options = options
+  exchange.hookHeaders = hookHeaders
   exchange.hash = hash
   exchange.dispatch(server)
 }
