@@ -11,7 +11,7 @@ import type { UpstreamServer } from '../upstream/server.js'
 import type { VarContext } from '../vars/context.js'
 import type { BodyOwner, RequestBody } from './body.js'
 import { attemptFailure, publicError, upstreamError } from './error-map.js'
-import { setHookHeaders } from './hook-headers.js'
+import { writeResponseHead } from './response-head.js'
 
 /** undici reads a request's TLS server name from its options (not in its types), else from its Host header. */
 export interface TlsDispatchOptions extends Dispatcher.DispatchOptions {
@@ -256,21 +256,11 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner, Att
    * so the client gets a clean 502 instead, and the refusal is returned.
    */
   writeHead (statusCode: number, statusText: string, headers: string[]): Error | null {
-    const res = this.res
-    try {
-      // RFC 9110 §15: a status outside 100..599 is invalid; Node would relay up to 999.
-      if (statusCode > 599) throw new RangeError(`Invalid status code: ${statusCode}`)
-      setHookHeaders(this.hookHeaders, res, this.request.raw.httpVersionMajor === 2)
-      res.writeHead(statusCode, statusText === '' ? undefined : statusText, headers)
-      return null
-    } catch (err) {
-      for (const name of res.getHeaderNames()) res.removeHeader(name)
-      // writeHead stores the reason phrase before validating it: left there, Fastify's 502 would throw again (and hang).
-      if (this.request.raw.httpVersionMajor !== 2) res.statusMessage = ''
-      const error = new FST_WS_PROXY_BAD_RESPONSE(this.server.label, (err as Error).message, { cause: err })
-      this.fail(error)
-      return error
-    }
+    const refused = writeResponseHead(this.res, this.hookHeaders, statusCode, statusText, headers, this.request.raw.httpVersionMajor === 2)
+    if (refused === null) return null
+    const error = new FST_WS_PROXY_BAD_RESPONSE(this.server.label, refused.message, { cause: refused })
+    this.fail(error)
+    return error
   }
 
   fail (err: Error): void {
