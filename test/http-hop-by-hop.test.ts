@@ -144,8 +144,10 @@ t.test('response: several Connection lines all count; a keep-alive upstream conn
     'Connection: keep-alive\r\n' +
     'Connection: X-Baz\r\n' +
     'Connection: , \r\n' +
+    'Connection: Keep-Alive, X-Zed\r\n' +
     'Keep-Alive: timeout=30\r\n' +
     'X-Baz: hidden\r\n' +
+    'X-Zed: hidden too\r\n' +
     'X-Qux: shown\r\n' +
     'Content-Length: 2\r\n' +
     '\r\n' +
@@ -156,6 +158,7 @@ t.test('response: several Connection lines all count; a keep-alive upstream conn
     t.equal(res.body.toString(), 'ok')
     t.equal(res.headers['content-length'], '2', 'Content-Length is end-to-end and kept')
     t.equal(res.headers['x-baz'], undefined)
+    t.equal(res.headers['x-zed'], undefined, 'named by a later Connection line')
     t.equal(res.headers['x-qux'], 'shown')
     t.equal(res.headers['keep-alive'], undefined, 'the client asked for close, so Node sends no Keep-Alive of its own')
   }
