@@ -8,9 +8,6 @@ import { relayFrames } from './frame-relay.js'
 import { FrameStream, track, type FrameEvents } from './frame-tracker.js'
 import type { UpstreamServer } from '../upstream/server.js'
 
-/** How live tunnels end when the app drains (`tunnelDrain`, docs/semantics.md). */
-export type TunnelDrainMode = 'immediate' | 'deadline' | 'spread'
-
 /** What a tunnel reports to the set that owns it. */
 export interface TunnelOwner {
   tunnelClosed (tunnel: Tunnel): void
@@ -27,9 +24,10 @@ interface TunnelSocket extends Socket {
 const EXPIRY_GRACE = 1000
 
 /**
- * A byte tunnel between the client socket and the upstream socket after a 101. Listeners are module-level functions
- * that find their peer through symbols on `this` (no closures per tunnel). Backpressure: a socket whose peer's write
- * buffer is full is paused until the peer drains. A FIN is passed on as a FIN; an error on either side destroys both.
+ * A byte tunnel between the client socket and the upstream socket after a 101.
+ * Listeners are module-level functions that find their peer through symbols on `this` (no closures per tunnel).
+ * Backpressure: a socket whose peer's write buffer is full is paused until the peer drains.
+ * A FIN on one side is passed on as a FIN to the other; an error on either side destroys both.
  *
  * WebSocket tunnels also follow frame boundaries in each direction (headers only, see frame-tracker.ts), so that the
  * proxy can close them cleanly (a Close 1001 to each side at a boundary) and ping the client. Timers are not
@@ -49,7 +47,7 @@ export class Tunnel implements FrameEvents {
   /** client → upstream and upstream → client frames; both null unless the protocol is WebSocket. */
   readonly fromClient: FrameStream | null
   readonly fromUpstream: FrameStream | null
-  /** Set per upstream chunk, turned into `upstreamSilentSince` by the sweep (the cheapest per-chunk bookkeeping). */
+  /** Set per upstream chunk, turned into `upstreamSilentSince` by the sweep: the cheapest per-chunk bookkeeping there is. */
   upstreamActive = true
   upstreamSilentSince: number
   /**
@@ -64,7 +62,7 @@ export class Tunnel implements FrameEvents {
   /** Keep-alive: when the last ping went out, and whether its pong is awaited. */
   pingSentAt: number
   pingOutstanding = false
-  /** Once closing (shutdown or a timer): when it is destroyed whatever happens. */
+  /** Once closing (shutdown or a timer): the time by which it is destroyed whatever happens. */
   deadline = 0
   reason: TunnelCloseReason | null = null
   bytesFromClient = 0
@@ -111,8 +109,8 @@ export class Tunnel implements FrameEvents {
     upstream.setTimeout(0)
     client.setNoDelay(true)
     upstream.setNoDelay(true)
-    // undici's sockets are not half-open: on the upstream's FIN Node would end our side too, losing what the client
-    // still sends. `socketOnEnd` passes each FIN on instead (Node's server sockets already allow half-open).
+    // undici's sockets are not half-open: on the upstream's FIN Node would end our side too, and what the
+    // client still sends would be lost. Each FIN is passed on by `socketOnEnd` instead (Node's server sockets already allow it).
     upstream.allowHalfOpen = true
     client.on('data', clientOnData)
     upstream.on('data', upstreamOnData)
@@ -141,9 +139,10 @@ export class Tunnel implements FrameEvents {
   }
 
   /**
-   * Closes the tunnel cleanly by `deadline` (then the sweep destroys it). A WebSocket tunnel gets a Close 1001 "going
-   * away" toward each side that has not sent its own Close, at the next frame boundary (masked to the upstream); each
-   * side gets a FIN once it has answered with its Close. Others, or lost frames: half-closed both ways.
+   * Closes the tunnel cleanly, giving it until `deadline` (then the sweep destroys it). A WebSocket tunnel gets a
+   * Close 1001 "going away" toward each side that has not sent its own Close yet, at the next frame boundary
+   * (unmasked to the client, masked to the upstream); each side is then sent a FIN once it has answered with
+   * its Close. Any other tunnel, or one whose frames could not be followed, is half-closed both ways.
    */
   goAway (reason: TunnelCloseReason, deadline: number): void {
     if (this.closing) return
@@ -159,7 +158,10 @@ export class Tunnel implements FrameEvents {
     this.sayGoingAway(false)
   }
 
-  /** A timer fired: Close 1001 frames where a boundary allows it now, a FIN both ways, destroyed a second later. */
+  /**
+   * A timer fired: Close 1001 frames go out where a boundary allows it right now, then both sides get a FIN,
+   * and whatever is still open a second later is destroyed.
+   */
   expire (reason: TunnelCloseReason, now: number): void {
     // Only called by the sweep, which skips tunnels already closing.
     this.reason ??= reason
@@ -169,7 +171,10 @@ export class Tunnel implements FrameEvents {
     this.upstream.end()
   }
 
-  /** A Close 1001 (the tunnel's reason) toward each side yet to send its Close: at the next boundary, or only now. */
+  /**
+   * A Close 1001 toward each side that has not sent its own Close (none on a blind pipe): at the next boundary, or,
+   * with `onlyAtBoundaryNow`, only where the bytes forwarded so far end on one. Its reason is the tunnel's.
+   */
   sayGoingAway (onlyAtBoundaryNow: boolean): void {
     const toClient = this.fromUpstream
     const toUpstream = this.fromClient
@@ -260,9 +265,13 @@ function relay (from: TunnelSocket, chunk: Buffer): void {
   if (!more) from.pause()
 }
 
-function socketOnDrain (this: TunnelSocket): void { this[kPeer].resume() }
+function socketOnDrain (this: TunnelSocket): void {
+  this[kPeer].resume()
+}
 
-function socketOnEnd (this: TunnelSocket): void { this[kPeer].end() }
+function socketOnEnd (this: TunnelSocket): void {
+  this[kPeer].end()
+}
 
 function socketOnError (this: TunnelSocket, err: Error): void {
   const tunnel = this[kTunnel]
