@@ -107,6 +107,7 @@ export class UpgradeExchange extends ProxyExchange {
     this.slotClient = null
     const client = h2 ? h2TunnelClient(req as ConnectRequest) : req.socket
     const tunnel = new Tunnel(client, socket, route, server, this.request.ip, protocol, this.request.log, this.tunnels)
+    if (h2) tunnel.httpVersion = '2'
     tunnel.start(h2 ? EMPTY : takeOverClientSocket(client))
     this.tunnels.add(tunnel)
     this.request.log.debug({ upstream: server.label }, h2 ? 'tunnel opened (HTTP/2 stream)' : 'tunnel opened')

@@ -19,12 +19,6 @@ interface Scheduled {
   readonly at: number
 }
 
-/** The HTTP version a tunnel's client came over, for events and logs. */
-export function tunnelHttpVersion (client: object): '1.1' | '2' {
-  // An Http2Stream keeps its `rstCode` once closed (its `session` is gone by then); a net.Socket has none.
-  return 'rstCode' in client ? '2' : '1.1'
-}
-
 /**
  * The live tunnels of one plugin registration: their timers (one sweep for all, see Sweeper), their graceful
  * shutdown, their slots given back (upgrade/tunnel-slot.ts), their counters, their close log line and events.
@@ -80,7 +74,7 @@ export class TunnelSet implements TunnelOwner, Swept {
     route.stats.live++
     if (this.#events.listenerCount('tunnelOpen') > 0) {
       this.#events.emit('tunnelOpen', {
-        route: route.label, upstream: tunnel.server.label, client: tunnel.clientAddress, protocol: tunnel.protocol, openedAt: tunnel.openedAt, httpVersion: tunnelHttpVersion(tunnel.client)
+        route: route.label, upstream: tunnel.server.label, client: tunnel.clientAddress, protocol: tunnel.protocol, openedAt: tunnel.openedAt, httpVersion: tunnel.httpVersion
       })
     }
     this.#wake()
@@ -122,7 +116,7 @@ export class TunnelSet implements TunnelOwner, Swept {
       client: tunnel.clientAddress,
       protocol: tunnel.protocol,
       openedAt: tunnel.openedAt,
-      httpVersion: tunnelHttpVersion(tunnel.client),
+      httpVersion: tunnel.httpVersion,
       reason,
       durationMs: Date.now() - tunnel.openedAt,
       bytesFromClient: tunnel.bytesFromClient,

@@ -42,6 +42,8 @@ export class Tunnel implements FrameEvents {
   /** The client address (Fastify's `request.ip`, so `trustProxy` applies) and the protocol switched to. */
   readonly clientAddress: string
   readonly protocol: string
+  /** The client's HTTP version: `2` for a WebSocket over HTTP/2 (RFC 8441), whose client side is a stream. */
+  httpVersion: '1.1' | '2' = '1.1'
   readonly log: FastifyBaseLogger
   readonly openedAt: number
   /** client → upstream and upstream → client frames; both null unless the protocol is WebSocket. */
