@@ -1,6 +1,7 @@
 import { Type, type OptionalKind, type Static } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { LOG_LEVELS, type LogLevel } from '../telemetry/log-levels.js'
+import type { MetricsRegistry } from '../telemetry/prometheus.js'
 import { MapSchema } from './schema-headers.js'
 import { PluginLimitsSchema, PoolSchema, type LimitOptions, type PoolOptions } from './schema-limits.js'
 import { bool, PLUGIN_INHERITABLE, rewritePrefix, upstream, RouteSchema, type RouteOptions, type TimeoutOptions, type TunnelDrainMode } from './schema-route.js'
@@ -13,8 +14,6 @@ import { TlsSchema, UpstreamGroupSchema, type UpstreamGroupOptions } from './ups
 
 // Named here so that tsc's declaration emit can spell the plugin-level settings spread from schema-route.ts (TS4023).
 export type { OptionalKind }
-
-import type { MetricsRegistry } from '../telemetry/prometheus.js'
 
 export * from './schema-route.js'
 export * from './schema-headers.js'

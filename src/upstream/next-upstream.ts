@@ -1,4 +1,4 @@
-import type { AttemptFailure } from '../options/upstream-schema.js'
+import { ATTEMPT_FAILURES, type AttemptFailure } from '../options/upstream-schema.js'
 import type { UpstreamGroup } from './group.js'
 import type { UpstreamServer } from './server.js'
 
@@ -26,12 +26,13 @@ export interface AttemptState {
 // nginx: the methods not retried once the request reached a server, unless `non_idempotent`.
 const NON_IDEMPOTENT = new Set(['POST', 'LOCK', 'PATCH'])
 
-const STATUS_FAILURES = new Map<number, AttemptFailure>([[500, 'http_500'], [502, 'http_502'], [503, 'http_503'], [504, 'http_504'],
-  [403, 'http_403'], [404, 'http_404'], [429, 'http_429']])
+// The statuses the failures name (`http_503` → 503), and the lowest, below which an answer is never one.
+const STATUS_FAILURES = new Map<number, AttemptFailure>(ATTEMPT_FAILURES.filter((f) => f.startsWith('http_')).map((f) => [Number(f.slice(5)), f]))
+const LOWEST_STATUS_FAILURE = Math.min(...STATUS_FAILURES.keys())
 
 /** The failure an answer's status is when the group counts it (`failOn`) or tries it again (`nextUpstream.on`), else undefined. */
 export function statusFailure (policy: NextUpstreamPolicy, statusCode: number): AttemptFailure | undefined {
-  const kind = statusCode < 403 ? undefined : STATUS_FAILURES.get(statusCode)
+  const kind = statusCode < LOWEST_STATUS_FAILURE ? undefined : STATUS_FAILURES.get(statusCode)
   return kind !== undefined && (policy.failOn.has(kind) || policy.retryOn.has(kind)) ? kind : undefined
 }
 
