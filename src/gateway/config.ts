@@ -50,7 +50,7 @@ const GatewayConfigSchema = Type.Object({
 type GatewayConfig = Static<typeof GatewayConfigSchema>
 
 /** The gateway's keys beside the plugin's options: checked and defaulted with them, not handed to the plugin. */
-const GATEWAY_KEYS = ['$schema', 'listen', 'server', 'pidFile', 'logLevel'] as const
+const GATEWAY_KEYS = Object.keys(GatewayConfigSchema.properties).filter((key) => !(key in PluginOptionsSchema.properties))
 
 // Read the way `register` reads the plugin's options (options/resolve.ts), in one pass over the whole file.
 const GATEWAY = optionsSchema(GatewayConfigSchema, GATEWAY_KEYS, true)
