@@ -51,6 +51,20 @@ for (const tls of [false, true]) {
   })
 }
 
+t.test('host routes choose by :authority over h2, as by Host over HTTP/1.1', async (t) => {
+  const upstream = await httpUpstream(t)
+  const gw = await h2Gateway(t, { routes: [{ prefix: '/', host: ['a.example', '~^(?<tenant>[a-z]+)\\.tenants\\.example$'], upstream: origin(upstream), requestHeaders: { set: { 'x-tenant': '$tenant' } } }] })
+  const session = await h2Session(t, gw)
+  const named = await h2Request(session, { ':path': '/x', ':authority': 'A.Example:8443' })
+  t.equal(named.status, 200, 'the name, in any case, with a port')
+  t.equal(seen(named.body).url, '/x')
+  const captured = await h2Request(session, { ':path': '/y', ':authority': 'blue.tenants.example' })
+  t.equal(captured.status, 200)
+  t.equal(seen(captured.body).headers['x-tenant'], 'blue', 'the regex name\'s capture')
+  const other = await h2Request(session, { ':path': '/x', ':authority': 'b.example' })
+  t.equal(other.status, 404, 'no route for another name')
+})
+
 t.test('h2 over TLS with allowHTTP1: HTTP/1.1 clients on the same port are proxied as before', async (t) => {
   const upstream = await httpUpstream(t)
   const gw = await h2Gateway(t, { upstream: origin(upstream), requestHeaders: { set: { 'x-proto': '$server_protocol' } } }, { tls: true })

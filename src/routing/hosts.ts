@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http'
 import type { HostPattern } from '../options/host-patterns.js'
-import { kHostMatch } from '../vars/request-host.js'
+import { kHostMatch, requestHost } from '../vars/request-host.js'
 
 // nginx `server_name` for routes: a request's Host picks one name (exact first, then the longest leading wildcard,
 // then regular expressions in the order routes give them), and only the routes listing that name compete on the
@@ -45,9 +45,9 @@ export class HostTable {
   }
 }
 
-/** The Host of a request as nginx compares it: lower case, without port or trailing dot. */
-export function requestHost (req: IncomingMessage): string {
-  const header = req.headers.host ?? ''
+/** The host a request names (Host, else HTTP/2's `:authority`) as nginx compares it: lower case, without port or trailing dot. */
+function hostName (req: IncomingMessage): string {
+  const header = requestHost(req) ?? ''
   const end = header.startsWith('[') ? header.indexOf(']') + 1 : header.indexOf(':')
   const host = (end <= 0 ? header : header.slice(0, end)).toLowerCase()
   return host.endsWith('.') ? host.slice(0, -1) : host
@@ -88,7 +88,7 @@ export function hostStrategy (table: HostTable): {
     // A Host that selects no name, or a name with no route for the path, may still be served by a route without `host`.
     mustMatchWhenDerived: false,
     storage: () => new HostStore(),
-    deriveConstraint: (req) => table.select(requestHost(req), req),
+    deriveConstraint: (req) => table.select(hostName(req), req),
     validate (value) {
       if (!Array.isArray(value)) throw new TypeError('fastify-ws-proxy host constraint: expected an array of host keys')
     }
