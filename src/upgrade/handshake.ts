@@ -10,6 +10,8 @@ import { acceptMatches, dropAcceptKey, h2TunnelClient, type ConnectRequest } fro
 import { takeOverClientSocket } from './listener.js'
 import { Tunnel } from './tunnel.js'
 import type { TunnelSet } from './tunnel-registry.js'
+import { dialUpgrade, upgradeHead, type DialRequest } from './dial.js'
+import type { UpstreamServer } from '../upstream/server.js'
 
 const EMPTY = Buffer.alloc(0)
 
@@ -39,6 +41,31 @@ export class UpgradeExchange extends ProxyExchange {
     super.release()
     this.route.slots.release(this.slotClient as string)
     this.slotClient = null
+  }
+
+  /**
+   * Sends the handshake to `server` (first attempt or retry): over a connection of its own (upgrade/dial.ts) when the
+   * server speaks plain HTTP; through undici for TLS servers and for requests undici would refuse or treat otherwise.
+   */
+  override dispatch (server: UpstreamServer): void {
+    const request = server.sni === null ? this.dialRequest() : null
+    const head = request === null ? null : upgradeHead(request, server)
+    if (head === null) {
+      super.dispatch(server)
+      return
+    }
+    this.server = server
+    this.inFlight = true
+    this.abortUpstream = null
+    server.active++
+    server.requests++
+    dialUpgrade(this, server, request as DialRequest, head)
+  }
+
+  dialRequest (): DialRequest {
+    const options = this.options
+    const settings = this.route.settings
+    return { method: options.method, path: options.path, upgrade: options.upgrade as string, headers: options.headers as string[], connectTimeout: settings.connectTimeout, readTimeout: settings.readTimeout, headLimit: settings.responseHeadLimit }
   }
 
   /** The upstream answered 101: checked, then `completeUpgrade`. */
