@@ -2,7 +2,23 @@ import { request as httpRequest, type ClientRequest, type IncomingMessage, type 
 import type { Socket } from 'node:net'
 import { Duplex } from 'node:stream'
 import { FST_WS_PROXY_BAD_RESPONSE } from '../errors.js'
-import type { UpgradeDial } from './dial.js'
+
+/** What the fallback needs of a dial (upgrade/dial.ts's ReplayDial). */
+export interface ReplayDial {
+  readonly request: { readonly method: string, readonly headLimit: number }
+  readonly socket: Socket
+  readonly server: { readonly label: string }
+  readonly owner: {
+    onHeaders (statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean
+    onData (chunk: Buffer): boolean
+    onComplete (): void
+  }
+  readonly done: boolean
+  readonly timer: NodeJS.Timeout | null
+  fail (err: Error): void
+  finish (): void
+  bodyStarted (): void
+}
 
 // An upgrade the upstream did not answer with a plain 101 (upgrade/dial.ts): a refusal with a body, a redirect, a
 // 1xx first, or a head the dial's parser does not take. Node's HTTP client parser reads the answer from its first
@@ -18,7 +34,7 @@ interface ReplayedSocket extends Socket {
 }
 
 interface DialRequestMessage extends ClientRequest {
-  [kDial]: UpgradeDial
+  [kDial]: ReplayDial
 }
 
 interface ReplayOptions extends RequestOptions {
@@ -75,7 +91,7 @@ function createConnection (options: ReplayOptions): Duplex {
 }
 
 /** Reads the upstream's answer with Node's parser; `read`: the bytes the dial read, from the answer's first. */
-export function replayResponse (dial: UpgradeDial, read: Buffer): void {
+export function replayResponse (dial: ReplayDial, read: Buffer): void {
   const options: ReplayOptions = {
     method: dial.request.method,
     path: '/',
@@ -93,7 +109,7 @@ export function replayResponse (dial: UpgradeDial, read: Buffer): void {
   req.end()
 }
 
-function fallbackOnError (this: { [kDial]: UpgradeDial }, err: Error): void {
+function fallbackOnError (this: { [kDial]: ReplayDial }, err: Error): void {
   this[kDial].fail(err)
 }
 
@@ -108,12 +124,12 @@ function fallbackOnInformation (this: DialRequestMessage, info: { statusCode: nu
   if (info.statusCode === 101) badUpgrade(this[kDial])
 }
 
-function badUpgrade (dial: UpgradeDial): void {
+function badUpgrade (dial: ReplayDial): void {
   dial.fail(new FST_WS_PROXY_BAD_RESPONSE(dial.server.label, 'malformed 101 response head'))
 }
 
 interface DialResponse extends IncomingMessage {
-  [kDial]: UpgradeDial
+  [kDial]: ReplayDial
 }
 
 function fallbackOnResponse (this: DialRequestMessage, res: IncomingMessage): void {

@@ -63,6 +63,8 @@ const VALUE = new Uint8Array(256)
 for (let c = 0; c < 256; c++) VALUE[c] = c === 9 || (c >= 32 && c !== 127) ? 1 : 0
 const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+// A request target: no space or control byte (what Node's HTTP client refuses in a path too).
+const TARGET = /^[\x21-\x7e\x80-\xff]+$/
 
 /**
  * The head an upgrade sends, as undici writes it (Host first, then Connection and Upgrade, then the fields in
@@ -86,7 +88,7 @@ export function upgradeHead (request: DialRequest, server: UpstreamServer): stri
     if (isUndiciManaged(name)) return null
     fields += `${name}: ${value}\r\n`
   }
-  if (!HEADER_VALUE.test(request.upgrade) || !HEADER_VALUE.test(request.path)) return null
+  if (!HEADER_VALUE.test(request.upgrade) || !TARGET.test(request.path)) return null
   return `${request.method} ${request.path} HTTP/1.1\r\n${host === null ? hostLine : `host: ${host}\r\n`}connection: upgrade\r\nupgrade: ${request.upgrade}\r\n${fields}\r\n`
 }
 
