@@ -4,10 +4,13 @@
 // arriving in pieces or followed at once by frames, refusals with bodies (chunked, after a 1xx, larger than the
 // client's buffers), the read timeout and a cut body after a refusal's head, 101s the strict parser refuses, and
 // what the parser and the head builder accept, byte by byte.
+import { once } from 'node:events'
+import net from 'node:net'
+import { Worker } from 'node:worker_threads'
 import t from 'tap'
 import type { UpstreamServer } from '../src/upstream/server.js'
 import { parse101, upgradeHead, type DialRequest } from '../src/upgrade/dial.js'
-import { gateway, origin, waitFor } from './helpers/servers.js'
+import { gateway, origin, portOf, waitFor } from './helpers/servers.js'
 import { headUpstream, parseHead, rawClient, switching, wsHandshakeHead } from './helpers/ws.js'
 
 async function sleep (ms: number): Promise<void> {
@@ -163,8 +166,8 @@ t.test('parse101: the heads it takes, and those it leaves to Node\'s parser', as
 })
 
 t.test('upgradeHead: undici\'s head, or null where undici would refuse or treat the request otherwise', async (t) => {
-  const server = { origin: 'http://127.0.0.1:8080', socketPath: null } as unknown as UpstreamServer
-  const unix = { origin: 'http://localhost', socketPath: '/tmp/x.sock' } as unknown as UpstreamServer
+  const server = { origin: 'http://127.0.0.1:8080', socketPath: null, addr: '127.0.0.1:8080' } as unknown as UpstreamServer
+  const unix = { origin: 'http://localhost', socketPath: '/tmp/x.sock', addr: 'unix:/tmp/x.sock' } as unknown as UpstreamServer
   const request = (headers: string[], extra: Partial<DialRequest> = {}): DialRequest =>
     ({ method: 'GET', path: '/p', upgrade: 'websocket', headers, connectTimeout: 1, readTimeout: 1, headLimit: 1, ...extra })
   t.equal(upgradeHead(request(['x-a', '1']), server), 'GET /p HTTP/1.1\r\nhost: 127.0.0.1:8080\r\nconnection: upgrade\r\nupgrade: websocket\r\nx-a: 1\r\n\r\n')
@@ -179,4 +182,86 @@ t.test('upgradeHead: undici\'s head, or null where undici would refuse or treat 
   t.equal(upgradeHead(request([], { upgrade: 'a\nb' }), server), null, 'a bad Upgrade value')
   t.equal(upgradeHead(request([], { path: '/a\r\nb' }), server), null, 'a bad path')
   t.equal(upgradeHead(request([], { path: '/a b' }), server), null, 'a space in the path')
+})
+
+t.test('a status retried on the next server (nextUpstream http_503): the 503 is dropped unseen, the next server\'s 101 relayed', async (t) => {
+  const refusing = await headUpstream(t, ({ socket }) => { socket.write('HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy') })
+  const switchingOne = await headUpstream(t, ({ socket }) => { socket.write(switching('websocket')) })
+  const { app, port } = await gateway(t, {
+    upstreams: { api: { servers: [{ url: origin(refusing) }, { url: origin(switchingOne), backup: true }], nextUpstream: { on: ['http_503'] } } },
+    routes: [{ prefix: '/', upstream: 'http://api' }]
+  })
+  const client = await rawClient(t, port)
+  client.socket.write(wsHandshakeHead('/retry'))
+  await client.contains('\r\n\r\n')
+  t.equal(parseHead(client.text).status, 101)
+  t.equal(refusing.accepted.length, 1, 'the first server was asked')
+  await waitFor(() => app.wsProxy.tunnels === 1, 2000, 'the tunnel')
+  await refusing.accepted[0].received.close()
+  t.pass('the refused attempt\'s connection was closed')
+})
+
+t.test('an IPv6 upstream: dialled at its address', async (t) => {
+  let head = ''
+  const upstream = net.createServer((socket) => {
+    socket.on('data', (chunk: Buffer) => {
+      head += chunk.toString('latin1')
+      if (head.includes('\r\n\r\n')) socket.write(switching('websocket'))
+    })
+  })
+  upstream.listen(0, '::1')
+  await once(upstream, 'listening')
+  t.teardown(() => { upstream.close() })
+  const { app, port } = await gateway(t, { upstream: `http://[::1]:${portOf(upstream)}` })
+  const client = await rawClient(t, port)
+  client.socket.write(wsHandshakeHead('/v6'))
+  await client.contains('\r\n\r\n')
+  t.equal(parseHead(client.text).status, 101)
+  t.match(head, /\r\nhost: \[::1\]:\d+\r\n/)
+  client.socket.destroy()
+  await waitFor(() => app.wsProxy.tunnels === 0, 2000, 'the tunnel to close')
+})
+
+t.test('a refusal whose body is cut by a reset: the client connection is cut after what came', async (t) => {
+  const upstream = await headUpstream(t, ({ socket }) => {
+    socket.write('HTTP/1.1 404 Not Found\r\nContent-Length: 10\r\n\r\nhello')
+    setTimeout(() => { socket.resetAndDestroy() }, 30)
+  })
+  const { port } = await gateway(t, { upstream: origin(upstream) })
+  const client = await rawClient(t, port)
+  client.socket.write(wsHandshakeHead('/rst'))
+  await client.close()
+  t.equal(parseHead(client.text).status, 404)
+  t.ok(client.text.endsWith('\r\n\r\nhello'))
+})
+
+t.test('connecting takes longer than timeouts.connect: 504 FST_WS_PROXY_CONNECT_TIMEOUT', async (t) => {
+  // A listener whose thread never accepts, its accept queue filled: the kernel drops the next SYN, so the
+  // gateway's connection stays unanswered (loopback only, nothing leaves the machine).
+  const blocked = new Int32Array(new SharedArrayBuffer(4))
+  const worker = new Worker(`
+    const { parentPort, workerData } = require('node:worker_threads')
+    const server = require('node:net').createServer().listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => {
+      parentPort.postMessage(server.address().port)
+      Atomics.wait(workerData, 0, 0, 10000)
+    })`, { eval: true, workerData: blocked })
+  t.teardown(async () => {
+    Atomics.store(blocked, 0, 1)
+    Atomics.notify(blocked, 0)
+    await worker.terminate()
+  })
+  const silentPort = await new Promise<number>((resolve) => worker.once('message', resolve))
+  const fillers = [0, 1, 2].map(() => net.connect(silentPort, '127.0.0.1'))
+  t.teardown(() => { for (const socket of fillers) socket.destroy() })
+  await sleep(100)
+  const upstream = `http://127.0.0.1:${silentPort}`
+  const { port } = await gateway(t, { upstream, timeouts: { connect: 200 } })
+  const client = await rawClient(t, port)
+  const started = Date.now()
+  client.socket.write(wsHandshakeHead('/syn'))
+  await client.close(5000)
+  const elapsed = Date.now() - started
+  t.equal(parseHead(client.text).status, 504)
+  t.match(client.text, /FST_WS_PROXY_CONNECT_TIMEOUT/)
+  t.ok(elapsed >= 180 && elapsed < 1000, `answered after ~200 ms (${elapsed} ms)`)
 })

@@ -13,7 +13,7 @@ export interface ReplayDial {
     onData (chunk: Buffer): boolean
     onComplete (): void
   }
-  readonly done: boolean
+  response: IncomingMessage | null
   readonly timer: NodeJS.Timeout | null
   fail (err: Error): void
   finish (): void
@@ -105,7 +105,6 @@ export function replayResponse (dial: ReplayDial, read: Buffer): void {
   req.on('response', fallbackOnResponse)
   req.on('upgrade', fallbackOnUpgrade)
   req.on('error', fallbackOnError)
-  req.on('information', fallbackOnInformation)
   req.end()
 }
 
@@ -119,11 +118,6 @@ function fallbackOnUpgrade (this: DialRequestMessage, _res: IncomingMessage, soc
   badUpgrade(this[kDial])
 }
 
-/** A 101 Node's parser reads as an interim answer (it names no protocol): garbage, as undici held it. */
-function fallbackOnInformation (this: DialRequestMessage, info: { statusCode: number }): void {
-  if (info.statusCode === 101) badUpgrade(this[kDial])
-}
-
 function badUpgrade (dial: ReplayDial): void {
   dial.fail(new FST_WS_PROXY_BAD_RESPONSE(dial.server.label, 'malformed 101 response head'))
 }
@@ -134,7 +128,7 @@ interface DialResponse extends IncomingMessage {
 
 function fallbackOnResponse (this: DialRequestMessage, res: IncomingMessage): void {
   const dial = this[kDial]
-  if (dial.done) return
+  // A 101 without Upgrade: Node's parser reads it as an answer; undici held it garbage.
   if (res.statusCode === 101) {
     badUpgrade(dial)
     return
@@ -143,13 +137,20 @@ function fallbackOnResponse (this: DialRequestMessage, res: IncomingMessage): vo
   const raw = res.rawHeaders.map(latin1Buffer)
   const response = res as DialResponse
   response[kDial] = dial
-  res.on('data', fallbackOnData)
-  res.on('end', fallbackOnEnd)
   res.on('error', fallbackOnError)
   res.on('aborted', fallbackOnAborted)
   // False when the exchange dropped the answer (a status tried on the next server) or refused its head: it has
-  // cancelled the dial by then.
-  dial.owner.onHeaders(res.statusCode as number, raw, res.resume.bind(res), res.statusMessage as string)
+  // cancelled the dial by then, and the body is not read.
+  if (!dial.owner.onHeaders(res.statusCode as number, raw, res.resume.bind(res), res.statusMessage as string)) return
+  dial.response = res
+  res.on('data', fallbackOnData)
+  res.on('end', fallbackOnEnd)
+}
+
+/** The dial is over (it failed, or the client left): nothing more of the body is relayed. */
+export function stopRelay (res: IncomingMessage): void {
+  res.removeListener('data', fallbackOnData)
+  res.removeListener('end', fallbackOnEnd)
 }
 
 function latin1Buffer (value: string): Buffer {
@@ -158,14 +159,12 @@ function latin1Buffer (value: string): Buffer {
 
 function fallbackOnData (this: DialResponse, chunk: Buffer): void {
   const dial = this[kDial]
-  if (dial.done) return
   dial.timer?.refresh()
   if (!dial.owner.onData(chunk)) this.pause()
 }
 
 function fallbackOnEnd (this: DialResponse): void {
   const dial = this[kDial]
-  if (dial.done) return
   dial.finish()
   dial.socket.destroy()
   dial.owner.onComplete()

@@ -1,7 +1,8 @@
+import type { IncomingMessage } from 'node:http'
 import { connect, type NetConnectOpts, type Socket } from 'node:net'
 import { errors } from 'undici'
 import type { UpstreamServer } from '../upstream/server.js'
-import { replayResponse } from './dial-fallback.js'
+import { replayResponse, stopRelay } from './dial-fallback.js'
 
 /** What a dial reports to: the handshake (UpgradeExchange), with undici's handler methods. */
 export interface DialOwner {
@@ -43,14 +44,13 @@ const targets = new WeakMap<UpstreamServer, DialTarget>()
 function targetOf (server: UpstreamServer): DialTarget {
   let target = targets.get(server)
   if (target === undefined) {
-    const url = new URL(server.origin)
+    // `addr` is `host:port` (an IPv6 address in brackets, the port always there) or `unix:/path`.
+    const addr = server.addr
+    const colon = addr.lastIndexOf(':')
     const options = server.socketPath !== null
       ? { path: server.socketPath, highWaterMark: 64 * 1024 }
-      : { host: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname, port: url.port === '' ? 80 : Number(url.port), highWaterMark: 64 * 1024 }
-    target = {
-      options,
-      hostLine: `host: ${url.host}\r\n`
-    }
+      : { host: addr.slice(0, colon).replace(/^\[|\]$/g, ''), port: Number(addr.slice(colon + 1)), highWaterMark: 64 * 1024 }
+    target = { options, hostLine: `host: ${new URL(server.origin).host}\r\n` }
     targets.set(server, target)
   }
   return target
@@ -110,6 +110,8 @@ export class UpgradeDial {
   readonly server: UpstreamServer
   readonly socket: DialSocket
   readonly request: DialRequest
+  /** A non-101 answer as Node's parser reads it (dial-fallback.ts), while it is relayed. */
+  response: IncomingMessage | null = null
   /** The response bytes read until its head is complete. */
   read: Buffer | null = null
   timer: NodeJS.Timeout | null
@@ -140,7 +142,7 @@ export class UpgradeDial {
 
   /** The exchange gives up (the client left, a timeout): the connection is dropped; with a reason, the exchange hears it. */
   cancel (err?: Error): void {
-    if (this.done) return
+    // Never after the dial is done: the exchange has ended by then (a tunnel, an answer relayed, an error answered).
     this.finish()
     this.socket.destroy()
     if (err !== undefined) this.owner.onError(err)
@@ -152,6 +154,7 @@ export class UpgradeDial {
     if (this.timer !== null) clearTimeout(this.timer)
     this.timer = null
     this.unlisten()
+    if (this.response !== null) stopRelay(this.response)
   }
 
   unlisten (): void {
