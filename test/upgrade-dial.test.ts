@@ -265,3 +265,29 @@ t.test('connecting takes longer than timeouts.connect: 504 FST_WS_PROXY_CONNECT_
   t.match(client.text, /FST_WS_PROXY_CONNECT_TIMEOUT/)
   t.ok(elapsed >= 180 && elapsed < 1000, `answered after ~200 ms (${elapsed} ms)`)
 })
+
+t.test('an answer that cannot be a 101 goes to Node\'s parser from its first bytes', async (t) => {
+  t.test('a refusal whose head comes in two writes: relayed', async (t) => {
+    const upstream = await headUpstream(t, ({ socket }) => {
+      socket.write('HTTP/1.1 403 Forbidden\r\n')
+      setTimeout(() => { socket.end('Content-Length: 2\r\n\r\nno') }, 30)
+    })
+    const { port } = await gateway(t, { upstream: origin(upstream) })
+    const client = await rawClient(t, port)
+    client.socket.write(wsHandshakeHead('/split-refusal'))
+    await client.close()
+    t.equal(parseHead(client.text).status, 403)
+    t.ok(client.text.endsWith('\r\n\r\nno'))
+  })
+  t.test('garbage without a line end, the connection left open: 502 at once, not after timeouts.read', async (t) => {
+    const upstream = await headUpstream(t, ({ socket }) => { socket.write('hello') })
+    const { port } = await gateway(t, { upstream: origin(upstream), timeouts: { read: 10_000 } })
+    const client = await rawClient(t, port)
+    const started = Date.now()
+    client.socket.write(wsHandshakeHead('/garbage'))
+    await client.close()
+    t.equal(parseHead(client.text).status, 502)
+    t.match(client.text, /FST_WS_PROXY_BAD_RESPONSE/)
+    t.ok(Date.now() - started < 2000, 'without waiting for the read timeout')
+  })
+})

@@ -178,7 +178,10 @@ export class UpgradeDial {
     const buf = this.read === null ? chunk : Buffer.concat([this.read, chunk])
     const end = buf.indexOf(CRLF2)
     if (end === -1) {
-      if (buf.length >= this.request.headLimit) this.fail(new errors.HeadersOverflowError())
+      // Bytes that cannot begin a 101 go to Node's parser at once: a garbage answer is refused without waiting for more.
+      const n = Math.min(buf.length, STATUS_101.length)
+      if (buf.compare(STATUS_101, 0, n, 0, n) !== 0) this.handOver(buf)
+      else if (buf.length >= this.request.headLimit) this.fail(new errors.HeadersOverflowError())
       else this.read = buf
       return
     }
