@@ -72,7 +72,7 @@ export class UpgradeExchange extends ProxyExchange {
   onUpgrade (statusCode: number, rawHeaders: Buffer[] | string[] | null, upstream: Duplex): void {
     const socket = upstream as Socket
     const raw = rawHeaders as Buffer[]
-    /* c8 ignore next 4: undici delivers no 101 after an abort; should one come, the socket is not leaked (the slot went back with the end) */
+    /* c8 ignore next 4: neither undici nor a dial (dial.ts) delivers a 101 after an abort; should one come, the socket is not leaked (the slot went back with the end) */
     if (this.finished) {
       socket.destroy()
       return
@@ -118,7 +118,7 @@ export class UpgradeExchange extends ProxyExchange {
       this.res.sendDate = false
     }
     // Over HTTP/2 a hook's connection-specific fields are left out (setHookHeaders), as the upstream's hop-by-hop ones are.
-    /* c8 ignore next 4: llhttp rejects every byte Node's writeHead would refuse before a 101 gets here; the socket is not leaked */
+    /* c8 ignore next 4: llhttp and the dial's parser reject every byte Node's writeHead would refuse before a 101 gets here; the socket is not leaked */
     if (this.writeHead(h2 ? 200 : statusCode, '', headers) !== null) {
       socket.destroy()
       return
@@ -151,7 +151,7 @@ function upgradeProtocol (raw: Buffer[]): string {
       return raw[i + 1].equals(WEBSOCKET) ? 'websocket' : raw[i + 1].toString('latin1')
     }
   }
-  /* c8 ignore start: undici refuses a 101 without Upgrade before it gets here */
+  /* c8 ignore start: undici and the dial refuse a 101 without Upgrade before it gets here */
   return ''
 }
 /* c8 ignore stop */
