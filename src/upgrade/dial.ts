@@ -6,7 +6,6 @@ import { replayResponse, stopRelay } from './dial-fallback.js'
 
 /** What a dial reports to: the handshake (UpgradeExchange), with undici's handler methods. */
 export interface DialOwner {
-  readonly finished: boolean
   onConnect (abort: (err?: Error) => void): void
   onUpgrade (statusCode: number, rawHeaders: Buffer[], upstream: Socket): void
   onHeaders (statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean
