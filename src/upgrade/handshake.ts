@@ -10,6 +10,8 @@ import { acceptMatches, dropAcceptKey, h2TunnelClient, type ConnectRequest } fro
 import { takeOverClientSocket } from './listener.js'
 import { Tunnel } from './tunnel.js'
 import type { TunnelSet } from './tunnel-registry.js'
+import { dialUpgrade, upgradeHead, type DialRequest } from './dial.js'
+import type { UpstreamServer } from '../upstream/server.js'
 
 const EMPTY = Buffer.alloc(0)
 
@@ -41,11 +43,36 @@ export class UpgradeExchange extends ProxyExchange {
     this.slotClient = null
   }
 
+  /**
+   * Sends the handshake to `server` (first attempt or retry): over a connection of its own (upgrade/dial.ts) when the
+   * server speaks plain HTTP; through undici for TLS servers and for requests undici would refuse or treat otherwise.
+   */
+  override dispatch (server: UpstreamServer): void {
+    const request = server.sni === null ? this.dialRequest() : null
+    const head = request === null ? null : upgradeHead(request, server)
+    if (head === null) {
+      super.dispatch(server)
+      return
+    }
+    this.server = server
+    this.inFlight = true
+    this.abortUpstream = null
+    server.active++
+    server.requests++
+    dialUpgrade(this, server, request as DialRequest, head)
+  }
+
+  dialRequest (): DialRequest {
+    const options = this.options
+    const settings = this.route.settings
+    return { method: options.method, path: options.path, upgrade: options.upgrade as string, headers: options.headers as string[], connectTimeout: settings.connectTimeout, readTimeout: settings.readTimeout, headLimit: settings.responseHeadLimit }
+  }
+
   /** The upstream answered 101: checked, then `completeUpgrade`. */
   onUpgrade (statusCode: number, rawHeaders: Buffer[] | string[] | null, upstream: Duplex): void {
     const socket = upstream as Socket
     const raw = rawHeaders as Buffer[]
-    /* c8 ignore next 4: undici delivers no 101 after an abort; should one come, the socket is not leaked (the slot went back with the end) */
+    /* c8 ignore next 4: neither undici nor a dial (dial.ts) delivers a 101 after an abort; should one come, the socket is not leaked (the slot went back with the end) */
     if (this.finished) {
       socket.destroy()
       return
@@ -91,7 +118,7 @@ export class UpgradeExchange extends ProxyExchange {
       this.res.sendDate = false
     }
     // Over HTTP/2 a hook's connection-specific fields are left out (setHookHeaders), as the upstream's hop-by-hop ones are.
-    /* c8 ignore next 4: llhttp rejects every byte Node's writeHead would refuse before a 101 gets here; the socket is not leaked */
+    /* c8 ignore next 4: llhttp and the dial's parser reject every byte Node's writeHead would refuse before a 101 gets here; the socket is not leaked */
     if (this.writeHead(h2 ? 200 : statusCode, '', headers) !== null) {
       socket.destroy()
       return
@@ -124,7 +151,7 @@ function upgradeProtocol (raw: Buffer[]): string {
       return raw[i + 1].equals(WEBSOCKET) ? 'websocket' : raw[i + 1].toString('latin1')
     }
   }
-  /* c8 ignore start: undici refuses a 101 without Upgrade before it gets here */
+  /* c8 ignore start: undici and the dial refuse a 101 without Upgrade before it gets here */
   return ''
 }
 /* c8 ignore stop */
