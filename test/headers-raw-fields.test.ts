@@ -1,13 +1,14 @@
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
+import { isHopByHop } from '../src/headers/hop-by-hop.js'
 import { fieldSlot, fieldText, lowerOf, textOf } from '../src/headers/raw-fields.js'
 import { request } from './helpers/clients.js'
 import { gateway } from './helpers/servers.js'
 
 // The upstream's header fields are decoded through a table keyed by their bytes (src/headers/raw-fields.ts): what
 // it hands back must always be exactly the bytes' latin1 text, whether decoded now, found in the table, or in a
-// slot another field took meanwhile.
+// slot another field took meanwhile. And the hop-by-hop test every field passes (src/headers/hop-by-hop.ts).
 
 const latin1 = (text: string): Buffer => Buffer.from(text, 'latin1')
 
@@ -59,5 +60,15 @@ t.test('relayed responses keep every name and value byte for byte, the first tim
     const raw = res.rawHeaders
     t.same(raw.slice(0, 10), ['Content-Type', 'text/plain', longName, longValue, 'X-Latin', 'Caf\xe9 cr\xe8me', 'X-Empty', '', 'Content-Length', '2'],
       `round ${round}: the upstream's names, case and values`)
+  }
+})
+
+t.test('hop-by-hop names are told by length, then by name', async (t) => {
+  for (const name of ['te', 'trailer', 'upgrade', 'connection', 'keep-alive', 'http2-settings', 'proxy-connection', 'transfer-encoding']) {
+    t.ok(isHopByHop(name), name)
+  }
+  // Same lengths, end to end.
+  for (const name of ['ab', 'referer', 'user-agent', 'content-length', 'content-encoding', 'if-modified-since', 'date', 'content-type']) {
+    t.notOk(isHopByHop(name), name)
   }
 })
