@@ -37,11 +37,13 @@ export function buildResponseHeaders (raw: Buffer[], keepUpgrade: boolean, plan:
     if ((isHopByHop(lower) || (named !== null && named.includes(lower))) && !(keepUpgrade && lower === 'upgrade')) continue
     if (drop !== null && drop.has(lower)) continue
     const name = textOf(slot, raw[i])
-    let value = fieldText(raw[i + 1])
+    // A Set-Cookie value (a session) is never kept in the table of repeated fields: decoded each time.
+    const cookie = lower.length === 10 && lower === 'set-cookie'
+    let value = cookie ? raw[i + 1].toString('latin1') : fieldText(raw[i + 1])
     // Only three names are rewritten; their lengths tell them apart before any string comparison.
     if (lower.length === 8 && lower === 'location' && plan.redirects.length > 0) value = rewriteLocation(value, plan, vars)
     else if (lower.length === 7 && lower === 'refresh' && plan.redirects.length > 0) value = rewriteRefresh(value, plan, vars)
-    else if (lower.length === 10 && lower === 'set-cookie' && (plan.cookieDomain.length > 0 || plan.cookiePath.length > 0)) value = rewriteCookie(value, plan, vars)
+    else if (cookie && (plan.cookieDomain.length > 0 || plan.cookiePath.length > 0)) value = rewriteCookie(value, plan, vars)
     out.push(name, value)
   }
   for (let i = 0; i < plan.set.length; i++) push(out, plan.set[i], vars)
