@@ -1,10 +1,22 @@
 // RFC 9110 §7.6.1: a proxy must not forward the connection-specific fields, nor any field that the
 // Connection header names. Proxy-Connection is not standard but clients still send it (RFC 9112 appendix C.2.2);
 // HTTP2-Settings belongs to an h2c upgrade of this one connection (RFC 7540 §3.2.1), even when Connection omits it.
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings'])
+// The list: connection, keep-alive, proxy-connection, te, trailer, transfer-encoding, upgrade, http2-settings.
 
+/**
+ * Whether a (lower-case) field name is hop-by-hop. Asked for every field of every request and response, so by
+ * length first: most names are ruled out without hashing a fresh string as a Set lookup would.
+ */
 export function isHopByHop (lowerName: string): boolean {
-  return HOP_BY_HOP.has(lowerName)
+  switch (lowerName.length) {
+    case 2: return lowerName === 'te'
+    case 7: return lowerName === 'upgrade' || lowerName === 'trailer'
+    case 10: return lowerName === 'connection' || lowerName === 'keep-alive'
+    case 14: return lowerName === 'http2-settings'
+    case 16: return lowerName === 'proxy-connection'
+    case 17: return lowerName === 'transfer-encoding'
+    default: return false
+  }
 }
 
 const COMMA = 44
@@ -27,7 +39,7 @@ export function connectionTokens (value: string | undefined, beyondHopByHop = fa
     if (c === COMMA) {
       if (start !== -1) {
         const token = value.slice(start, end + 1).toLowerCase()
-        if (!beyondHopByHop || !HOP_BY_HOP.has(token)) (tokens ??= []).push(token)
+        if (!beyondHopByHop || !isHopByHop(token)) (tokens ??= []).push(token)
         start = -1
       }
     } else if (c !== SPACE && c !== TAB) {

@@ -1,5 +1,6 @@
 import type { VarContext } from '../vars/context.js'
 import { connectionTokens, isHopByHop } from './hop-by-hop.js'
+import { fieldSlot, fieldText, lowerOf, textOf } from './raw-fields.js'
 import { evaluate } from './request-headers.js'
 import { rewriteCookie, rewriteLocation, rewriteRefresh, type ResponseRewrites } from './rewrites.js'
 import type { HeaderRule } from './rules.js'
@@ -23,23 +24,26 @@ export interface ResponseHeaderPlan extends ResponseRewrites {
 export function buildResponseHeaders (raw: Buffer[], keepUpgrade: boolean, plan: ResponseHeaderPlan, vars: VarContext | null): string[] {
   let named: string[] | null = null
   for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i].length === 10 && raw[i].toString('latin1').toLowerCase() === 'connection') {
-      const tokens = connectionTokens(raw[i + 1].toString('latin1'), true)
+    if (raw[i].length === 10 && lowerOf(fieldSlot(raw[i]), raw[i]) === 'connection') {
+      const tokens = connectionTokens(fieldText(raw[i + 1]), true)
       if (tokens !== null) named = named === null ? tokens : named.concat(tokens)
     }
   }
   const drop = plan.drop
   const out: string[] = []
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i].toString('latin1')
-    const lower = name.toLowerCase()
+    const slot = fieldSlot(raw[i])
+    const lower = lowerOf(slot, raw[i])
     if ((isHopByHop(lower) || (named !== null && named.includes(lower))) && !(keepUpgrade && lower === 'upgrade')) continue
     if (drop !== null && drop.has(lower)) continue
-    let value = raw[i + 1].toString('latin1')
+    const name = textOf(slot, raw[i])
+    // A Set-Cookie value (a session) is never kept in the table of repeated fields: decoded each time.
+    const cookie = lower.length === 10 && lower === 'set-cookie'
+    let value = cookie ? raw[i + 1].toString('latin1') : fieldText(raw[i + 1])
     // Only three names are rewritten; their lengths tell them apart before any string comparison.
     if (lower.length === 8 && lower === 'location' && plan.redirects.length > 0) value = rewriteLocation(value, plan, vars)
     else if (lower.length === 7 && lower === 'refresh' && plan.redirects.length > 0) value = rewriteRefresh(value, plan, vars)
-    else if (lower.length === 10 && lower === 'set-cookie' && (plan.cookieDomain.length > 0 || plan.cookiePath.length > 0)) value = rewriteCookie(value, plan, vars)
+    else if (cookie && (plan.cookieDomain.length > 0 || plan.cookiePath.length > 0)) value = rewriteCookie(value, plan, vars)
     out.push(name, value)
   }
   for (let i = 0; i < plan.set.length; i++) push(out, plan.set[i], vars)
