@@ -26,26 +26,22 @@ export type OnRead<S extends Socket> = (this: S, nread: number, buffer: Buffer) 
 
 type Fields = Record<symbol, unknown>
 
-function probeRead (): void {}
-function probeBuffer (): Buffer {
-  return SHARED
-}
-
-// Node keeps a socket's `onread` option in three symbol-keyed fields: the buffer (`true` when given as a function),
-// the function making the next buffer, the callback.
-// (`onread` is a documented option of `new net.Socket()` that @types/node lists for `connect` only.)
-const probe = new Socket({ onread: { buffer: probeBuffer, callback: probeRead } } as ConstructorParameters<typeof Socket>[0]) as unknown as Fields
-const fields = Object.getOwnPropertySymbols(probe)
-const kBuffer = fields.find((s) => s.description === 'kBuffer' && probe[s] === true)
-const kBufferGen = fields.find((s) => probe[s] === probeBuffer)
-const kBufferCb = fields.find((s) => probe[s] === probeRead)
-
 /** The buffer the socket that just read reads into next (set by `chunkOf`, returned to Node by `nextBuffer`). */
 let next = SHARED
 
 function nextBuffer (): Buffer {
   return next
 }
+
+// Node keeps a socket's `onread` option in three symbol-keyed fields: the buffer (`true` when given as a function),
+// the function making the next buffer, the callback. A probe socket (never connected) built with two functions of
+// ours shows which is which. (`onread` is a documented option of `new net.Socket()`; @types/node lists it for
+// `connect` only.)
+const probe = new Socket({ onread: { buffer: nextBuffer, callback: chunkOf } } as ConstructorParameters<typeof Socket>[0]) as unknown as Fields
+const fields = Object.getOwnPropertySymbols(probe)
+const kBuffer = fields.find((s) => s.description === 'kBuffer' && probe[s] === true)
+const kBufferGen = fields.find((s) => probe[s] === nextBuffer)
+const kBufferCb = fields.find((s) => probe[s] === chunkOf)
 
 interface StreamHandle {
   useUserBuffer?: (buffer: Uint8Array) => void
