@@ -9,6 +9,7 @@ import { gateway, origin, waitFor, wsUpstream } from './helpers/servers.js'
 import { messages, openWs, pattern, wsUrl } from './helpers/ws.js'
 import { kTunnel } from '../src/symbols.js'
 import type { Tunnel } from '../src/upgrade/tunnel.js'
+import { MAX_DROPS } from '../src/upgrade/tunnel-reads.js'
 
 /** The tunnels behind the gateway's connections (a tunnel's client socket is the server's). */
 function tunnelsOf (server: { on (event: 'connection', fn: (socket: Socket) => void): unknown }): () => Tunnel[] {
@@ -17,10 +18,15 @@ function tunnelsOf (server: { on (event: 'connection', fn: (socket: Socket) => v
   return () => sockets.map((s) => (s as Socket & { [kTunnel]?: Tunnel })[kTunnel]).filter((x): x is Tunnel => x !== undefined)
 }
 
-/** Whether Node's `onread` fields of `socket` hold a buffer (it is read in place). */
-function readsInPlace (socket: Socket): boolean {
+/** The buffer `socket` reads into when it is read in place (Node's `onread` field), else null. */
+function readBuffer (socket: Socket): Buffer | null {
   const field = Object.getOwnPropertySymbols(socket).find((s) => s.description === 'kBuffer')
-  return field !== undefined && Buffer.isBuffer((socket as unknown as Record<symbol, unknown>)[field])
+  const buffer = field === undefined ? null : (socket as unknown as Record<symbol, unknown>)[field]
+  return Buffer.isBuffer(buffer) ? buffer : null
+}
+
+function readsInPlace (socket: Socket): boolean {
+  return readBuffer(socket) !== null
 }
 
 t.test('plain TCP sockets are read in place; messages of every size arrive whole and in order both ways', async (t) => {
@@ -73,4 +79,37 @@ t.test('an idle tunnel lets go of the last chunks it read at the next sweep', as
   t.equal(tunnel.closing, false, 'and the tunnel is still open')
   ws.send('still there')
   t.equal((await messages(ws, 1))[0].data.toString(), 'still there', 'and still relays')
+})
+
+t.test('the sweep points an idle socket that read big back at the shared buffer, a few times per tunnel at most', async (t) => {
+  const { server } = await wsUpstream(t)
+  // timeouts.idle 1000 ms: the sweep ticks every 100 ms; each cycle below is idle for much less than that.
+  const { app, url } = await gateway(t, { upstream: origin(server), timeouts: { idle: 1000 } })
+  const tunnels = tunnelsOf(app.server)
+  const ws = await openWs(t, wsUrl(url))
+  await waitFor(() => tunnels().length === 1, 2000, 'the tunnel')
+  const tunnel = tunnels()[0]
+  const shared = readBuffer(tunnel.client)
+  t.ok(shared !== null && shared === readBuffer(tunnel.upstream), 'both sockets start on the one shared buffer')
+  const bothShared = (): boolean => readBuffer(tunnel.client) === shared && readBuffer(tunnel.upstream) === shared
+  let cycles = 0
+  // A 256 KiB frame is read in big reads: each side moves to buffers of its own, which the sweep takes back once the
+  // side is idle, unless its last read was small (it went back by itself): the frame (14-byte header, masked) ends
+  // where a 64 KiB read does, and the echo (10-byte header) 4 bytes before.
+  for (; cycles < 40 && tunnel.readBuffersDropped < MAX_DROPS; cycles++) {
+    const payload = pattern(256 * 1024 - 14, cycles)
+    ws.send(payload)
+    const [echo] = await messages(ws, 1)
+    if (!echo.data.equals(payload)) t.fail(`cycle ${cycles}: the echo differs`)
+    await waitFor(() => bothShared() || tunnel.readBuffersDropped === MAX_DROPS, 1000, 'the idle sides back on the shared buffer')
+  }
+  t.equal(tunnel.readBuffersDropped, MAX_DROPS, `after ${cycles} cycles of bulk then idle, the sweep took buffers back ${MAX_DROPS} times`)
+  for (let i = 0; i < 3; i++) {
+    ws.send(pattern(256 * 1024, i))
+    await messages(ws, 1)
+    await new Promise((resolve) => setTimeout(resolve, 250))
+  }
+  t.equal(tunnel.readBuffersDropped, MAX_DROPS, 'and no more after that')
+  ws.send('small')
+  t.equal((await messages(ws, 1))[0].data.toString(), 'small', 'the tunnel still relays')
 })

@@ -13,6 +13,7 @@ import { Socket } from 'node:net'
  * Every socket reads into one shared buffer, and a chunk is copied out of it (from Node's pool when small) before the
  * tunnel sees it, so nothing keeps the shared memory past the callback. A read of `BIG_READ` or more means bulk: the
  * socket's next read goes into a buffer of its own, handed on whole as the chunk (no copy), as long as reads stay big.
+ * A socket idle since such a read is pointed back at the shared buffer by the sweep (`dropReadBuffer`).
  */
 
 const READ_SIZE = 64 * 1024
@@ -79,4 +80,22 @@ export function chunkOf (buffer: Buffer, nread: number): Buffer {
   const chunk = Buffer.allocUnsafe(nread)
   chunk.set(nread === READ_SIZE ? buffer : buffer.subarray(0, nread))
   return chunk
+}
+
+/** How many times per tunnel the sweep calls `dropReadBuffer` successfully at most. */
+export const MAX_DROPS = 8
+
+/**
+ * Points a socket read in place that holds a read buffer of its own (its last read was big) back at the shared one,
+ * so that an idle tunnel keeps no 64 KiB buffer. Returns whether it did. Each time leaves a few dozen bytes with
+ * Node until the socket closes (`useUserBuffer` stacks a reader on the handle), hence `MAX_DROPS`.
+ */
+export function dropReadBuffer (socket: Socket): boolean {
+  const own = socket as unknown as Fields
+  const handle = (socket as unknown as { _handle?: StreamHandle | null })._handle
+  const buffer = own[kBuffer as symbol]
+  if (buffer === SHARED || !Buffer.isBuffer(buffer) || typeof handle?.useUserBuffer !== 'function') return false
+  handle.useUserBuffer(SHARED)
+  own[kBuffer as symbol] = SHARED
+  return true
 }

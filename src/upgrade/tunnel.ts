@@ -6,7 +6,7 @@ import type { TunnelCloseReason } from '../telemetry/events.js'
 import { goingAwayFrame, pingFrame } from './control-frames.js'
 import { relayFrames } from './frame-relay.js'
 import { FrameStream, track, type FrameEvents } from './frame-tracker.js'
-import { inPlaceReader, readInPlace } from './tunnel-reads.js'
+import { dropReadBuffer, inPlaceReader, MAX_DROPS, readInPlace } from './tunnel-reads.js'
 import type { UpstreamServer } from '../upstream/server.js'
 
 /** What a tunnel reports to the set that owns it. */
@@ -72,6 +72,8 @@ export class Tunnel implements FrameEvents {
   // buffers with none live above them lets glibc trim its heap, and the next reads page-fault fresh memory in.
   lastFromClient: Buffer | null = null
   lastFromUpstream: Buffer | null = null
+  /** How many times the sweep pointed an idle socket back at the shared read buffer (tunnel-reads.ts), capped. */
+  readBuffersDropped = 0
   #open = 2
   readonly #owner: TunnelOwner
 
@@ -217,8 +219,10 @@ export class Tunnel implements FrameEvents {
     }
   }
 
-  /** Called by the sweep: an idle tunnel holds no read buffer. */
+  /** Called by the sweep: an idle tunnel holds no read buffer (a side that read nothing since the last sweep is idle). */
   releaseChunks (): void {
+    if (this.lastFromClient === null && this.readBuffersDropped < MAX_DROPS && dropReadBuffer(this.client)) this.readBuffersDropped++
+    if (this.lastFromUpstream === null && this.readBuffersDropped < MAX_DROPS && dropReadBuffer(this.upstream)) this.readBuffersDropped++
     this.lastFromClient = this.lastFromUpstream = null
   }
 
