@@ -1,11 +1,12 @@
 import type { Socket } from 'node:net'
 import type { FastifyBaseLogger } from 'fastify'
 import type { ProxyRoute } from '../routing/proxy-route.js'
-import { kFrames, kPeer, kTunnel } from '../symbols.js'
+import { kTunnel } from '../symbols.js'
 import type { TunnelCloseReason } from '../telemetry/events.js'
 import { goingAwayFrame, pingFrame } from './control-frames.js'
 import { relayFrames } from './frame-relay.js'
 import { FrameStream, track, type FrameEvents } from './frame-tracker.js'
+import { dropReadBuffer, inPlaceReader, MAX_DROPS, readInPlace } from './tunnel-reads.js'
 import type { UpstreamServer } from '../upstream/server.js'
 
 /** What a tunnel reports to the set that owns it. */
@@ -13,11 +14,9 @@ export interface TunnelOwner {
   tunnelClosed (tunnel: Tunnel): void
 }
 
+// The one field a tunnel hangs on each of its sockets: peer and frames are read from the tunnel (one object shape).
 interface TunnelSocket extends Socket {
-  [kPeer]: TunnelSocket
   [kTunnel]: Tunnel
-  /** The frames this socket sends (WebSocket tunnels), or null for a blind pipe. */
-  [kFrames]: FrameStream | null
 }
 
 // How long a tunnel closed by a timer may take to flush its close frames and FIN before it is destroyed.
@@ -73,6 +72,8 @@ export class Tunnel implements FrameEvents {
   // buffers with none live above them lets glibc trim its heap, and the next reads page-fault fresh memory in.
   lastFromClient: Buffer | null = null
   lastFromUpstream: Buffer | null = null
+  /** How many times the sweep pointed an idle socket back at the shared read buffer (tunnel-reads.ts), capped. */
+  readBuffersDropped = 0
   #open = 2
   readonly #owner: TunnelOwner
 
@@ -100,12 +101,8 @@ export class Tunnel implements FrameEvents {
   start (clientHead: Buffer): void {
     const client = this.client as TunnelSocket
     const upstream = this.upstream as TunnelSocket
-    client[kPeer] = upstream
-    upstream[kPeer] = client
     client[kTunnel] = this
     upstream[kTunnel] = this
-    client[kFrames] = this.fromClient
-    upstream[kFrames] = this.fromUpstream
     // Node's server timeouts (headersTimeout, keepAliveTimeout, Fastify's connectionTimeout) must not reach a tunnel.
     client.setTimeout(0)
     upstream.setTimeout(0)
@@ -114,8 +111,6 @@ export class Tunnel implements FrameEvents {
     // undici's sockets are not half-open: on the upstream's FIN Node would end our side too, and what the
     // client still sends would be lost. Each FIN is passed on by `socketOnEnd` instead (Node's server sockets already allow it).
     upstream.allowHalfOpen = true
-    client.on('data', clientOnData)
-    upstream.on('data', upstreamOnData)
     listen(client)
     listen(upstream)
     // undici's connect step leaves its 'error' listener on the socket for good (a closure holding its connect
@@ -125,6 +120,9 @@ export class Tunnel implements FrameEvents {
       if (listener !== socketOnError) upstream.removeListener('error', listener as (err: Error) => void)
     }
     if (clientHead.length > 0) clientOnData.call(client, clientHead)
+    // Read in place where Node allows it (tunnel-reads.ts), else with 'data' events.
+    if (!readInPlace(client, clientOnRead, clientOnData)) client.on('data', clientOnData)
+    if (!readInPlace(upstream, upstreamOnRead, upstreamOnData)) upstream.on('data', upstreamOnData)
     client.resume()
     upstream.resume()
   }
@@ -221,8 +219,10 @@ export class Tunnel implements FrameEvents {
     }
   }
 
-  /** Called by the sweep: an idle tunnel holds no read buffer. */
+  /** Called by the sweep: an idle tunnel holds no read buffer (a side that read nothing since the last sweep is idle). */
   releaseChunks (): void {
+    if (this.lastFromClient === null && this.readBuffersDropped < MAX_DROPS && dropReadBuffer(this.client)) this.readBuffersDropped++
+    if (this.lastFromUpstream === null && this.readBuffersDropped < MAX_DROPS && dropReadBuffer(this.upstream)) this.readBuffersDropped++
     this.lastFromClient = this.lastFromUpstream = null
   }
 
@@ -242,7 +242,7 @@ function clientOnData (this: TunnelSocket, chunk: Buffer): void {
   const tunnel = this[kTunnel]
   tunnel.bytesFromClient += chunk.length
   tunnel.lastFromClient = chunk
-  relay(this, chunk)
+  relay(this, tunnel.upstream, tunnel.fromClient, chunk)
 }
 
 function upstreamOnData (this: TunnelSocket, chunk: Buffer): void {
@@ -250,12 +250,14 @@ function upstreamOnData (this: TunnelSocket, chunk: Buffer): void {
   tunnel.upstreamActive = true
   tunnel.bytesFromUpstream += chunk.length
   tunnel.lastFromUpstream = chunk
-  relay(this, chunk)
+  relay(this, tunnel.client, tunnel.fromUpstream, chunk)
 }
 
-function relay (from: TunnelSocket, chunk: Buffer): void {
-  const to = from[kPeer]
-  const frames = from[kFrames]
+const clientOnRead = inPlaceReader(clientOnData)
+const upstreamOnRead = inPlaceReader(upstreamOnData)
+
+/** Writes `chunk` from `from` to `to`, following the frames `from` sends (null: a blind pipe). */
+function relay (from: Socket, to: Socket, frames: FrameStream | null, chunk: Buffer): void {
   let more: boolean
   if (frames !== null && frames.slow) {
     more = relayFrames(frames, chunk, to)
@@ -267,12 +269,17 @@ function relay (from: TunnelSocket, chunk: Buffer): void {
   if (!more) from.pause()
 }
 
+function peerOf (socket: TunnelSocket): Socket {
+  const tunnel = socket[kTunnel]
+  return socket === tunnel.client ? tunnel.upstream : tunnel.client
+}
+
 function socketOnDrain (this: TunnelSocket): void {
-  this[kPeer].resume()
+  peerOf(this).resume()
 }
 
 function socketOnEnd (this: TunnelSocket): void {
-  this[kPeer].end()
+  peerOf(this).end()
 }
 
 function socketOnError (this: TunnelSocket, err: Error): void {
@@ -284,9 +291,9 @@ function socketOnError (this: TunnelSocket, err: Error): void {
 
 function socketOnClose (this: TunnelSocket): void {
   const tunnel = this[kTunnel]
-  const peer = this[kPeer]
-  tunnel.reason ??= this === tunnel.client ? 'client-closed' : 'upstream-closed'
+  const fromClient = this === tunnel.client
+  tunnel.reason ??= fromClient ? 'client-closed' : 'upstream-closed'
   // Nothing more can reach this side: flush what is queued for the peer, then let it go.
-  peer.destroySoon()
+  ;(fromClient ? tunnel.upstream : tunnel.client).destroySoon()
   tunnel.socketClosed()
 }

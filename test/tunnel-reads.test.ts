@@ -1,0 +1,115 @@
+// How a tunnel reads its sockets (src/upgrade/tunnel-reads.ts): plain TCP sockets are read in place (into one shared
+// buffer, small chunks copied out of it, big reads into a buffer of the socket's own), and the bytes arrive whole
+// and in order whatever the mix of message sizes. The last chunk read from each side is held until the next one
+// (bulk tunnels keep glibc from trimming its heap after each GC), and the sweep lets go of it: an idle tunnel holds
+// no read buffer.
+import t from 'tap'
+import type { Socket } from 'node:net'
+import { gateway, origin, waitFor, wsUpstream } from './helpers/servers.js'
+import { messages, openWs, pattern, wsUrl } from './helpers/ws.js'
+import { kTunnel } from '../src/symbols.js'
+import type { Tunnel } from '../src/upgrade/tunnel.js'
+import { MAX_DROPS } from '../src/upgrade/tunnel-reads.js'
+
+/** The tunnels behind the gateway's connections (a tunnel's client socket is the server's). */
+function tunnelsOf (server: { on (event: 'connection', fn: (socket: Socket) => void): unknown }): () => Tunnel[] {
+  const sockets: Socket[] = []
+  server.on('connection', (socket) => sockets.push(socket))
+  return () => sockets.map((s) => (s as Socket & { [kTunnel]?: Tunnel })[kTunnel]).filter((x): x is Tunnel => x !== undefined)
+}
+
+/** The buffer `socket` reads into when it is read in place (Node's `onread` field), else null. */
+function readBuffer (socket: Socket): Buffer | null {
+  const field = Object.getOwnPropertySymbols(socket).find((s) => s.description === 'kBuffer')
+  const buffer = field === undefined ? null : (socket as unknown as Record<symbol, unknown>)[field]
+  return Buffer.isBuffer(buffer) ? buffer : null
+}
+
+function readsInPlace (socket: Socket): boolean {
+  return readBuffer(socket) !== null
+}
+
+t.test('plain TCP sockets are read in place; messages of every size arrive whole and in order both ways', async (t) => {
+  const { server } = await wsUpstream(t, { maxPayload: 8 * 1024 * 1024 })
+  const { app, url } = await gateway(t, { upstream: origin(server) })
+  const tunnels = tunnelsOf(app.server)
+  const ws = await openWs(t, wsUrl(url), undefined, { maxPayload: 8 * 1024 * 1024 })
+  await waitFor(() => tunnels().length === 1, 2000, 'the tunnel')
+  const tunnel = tunnels()[0]
+  t.ok(readsInPlace(tunnel.client), 'the client socket is read in place')
+  t.ok(readsInPlace(tunnel.upstream), 'the upstream socket is read in place')
+  // Small (copied out of the shared buffer), big (reads of 16 KiB and more move to a buffer of the socket's own),
+  // then small again (back to the shared buffer), and a burst of small ones sharing reads.
+  const sizes = [1, 64, 125, 126, 4000, 20_000, 65_536, 70_000, 1024 * 1024, 3 * 1024 * 1024, 64, 2, 300_000, 10]
+  const sent = sizes.map((n, i) => pattern(n, i))
+  for (const payload of sent) ws.send(payload)
+  const echoed = await messages(ws, sent.length, 10_000)
+  t.same(echoed.map((m) => m.data.length), sizes, 'every message came back with its size')
+  t.ok(echoed.every((m, i) => m.data.equals(sent[i])), 'and its bytes, in order')
+  const burst = Array.from({ length: 200 }, (_, i) => pattern(64 + (i % 7), i))
+  for (const payload of burst) ws.send(payload)
+  const back = await messages(ws, burst.length, 10_000)
+  t.ok(back.every((m, i) => m.data.equals(burst[i])), '200 small messages sent at once came back intact and in order')
+  // The client's frames carry a 4-byte mask key each; otherwise the echo is byte for byte what was sent.
+  t.equal(tunnel.bytesFromClient - tunnel.bytesFromUpstream, 4 * (sent.length + burst.length), 'the tunnel counted every byte each way')
+})
+
+t.test('an idle tunnel lets go of the last chunks it read at the next sweep', async (t) => {
+  const { server } = await wsUpstream(t)
+  // timeouts.idle 1000 ms: the sweep ticks every 100 ms.
+  const { app, url } = await gateway(t, { upstream: origin(server), timeouts: { idle: 1000 } })
+  const tunnels = tunnelsOf(app.server)
+  const ws = await openWs(t, wsUrl(url))
+  await waitFor(() => tunnels().length === 1, 2000, 'the tunnel')
+  const tunnel = tunnels()[0]
+  // Caught between two sweeps: the chunks are held right after the echo.
+  let heldBoth = false
+  let last = pattern(100, 0)
+  for (let attempt = 0; attempt < 20 && !heldBoth; attempt++) {
+    last = pattern(100, attempt)
+    ws.send(last)
+    await messages(ws, 1)
+    heldBoth = tunnel.lastFromClient !== null && tunnel.lastFromUpstream !== null
+  }
+  t.ok(heldBoth, 'after a round trip the tunnel holds the last chunk from each side')
+  // The upstream's echo: an unmasked binary frame, a 2-byte header and the payload.
+  t.same(tunnel.lastFromUpstream?.subarray(2), last, 'the chunk held from the upstream is the echo')
+  await waitFor(() => tunnel.lastFromClient === null && tunnel.lastFromUpstream === null, 1000, 'the sweep to release the chunks')
+  t.pass('within a sweep tick of going idle, it holds none')
+  t.equal(tunnel.closing, false, 'and the tunnel is still open')
+  ws.send('still there')
+  t.equal((await messages(ws, 1))[0].data.toString(), 'still there', 'and still relays')
+})
+
+t.test('the sweep points an idle socket that read big back at the shared buffer, a few times per tunnel at most', async (t) => {
+  const { server } = await wsUpstream(t)
+  // timeouts.idle 1000 ms: the sweep ticks every 100 ms; each cycle below is idle for much less than that.
+  const { app, url } = await gateway(t, { upstream: origin(server), timeouts: { idle: 1000 } })
+  const tunnels = tunnelsOf(app.server)
+  const ws = await openWs(t, wsUrl(url))
+  await waitFor(() => tunnels().length === 1, 2000, 'the tunnel')
+  const tunnel = tunnels()[0]
+  const shared = readBuffer(tunnel.client)
+  t.ok(shared !== null && shared === readBuffer(tunnel.upstream), 'both sockets start on the one shared buffer')
+  const bothShared = (): boolean => readBuffer(tunnel.client) === shared && readBuffer(tunnel.upstream) === shared
+  let cycles = 0
+  // A 256 KiB frame is read in big reads: each side moves to buffers of its own, which the sweep takes back once the
+  // side is idle, unless its last read was small (it went back by itself): the frame (14-byte header, masked) ends
+  // where a 64 KiB read does, and the echo (10-byte header) 4 bytes before.
+  for (; cycles < 40 && tunnel.readBuffersDropped < MAX_DROPS; cycles++) {
+    const payload = pattern(256 * 1024 - 14, cycles)
+    ws.send(payload)
+    const [echo] = await messages(ws, 1)
+    if (!echo.data.equals(payload)) t.fail(`cycle ${cycles}: the echo differs`)
+    await waitFor(() => bothShared() || tunnel.readBuffersDropped === MAX_DROPS, 1000, 'the idle sides back on the shared buffer')
+  }
+  t.equal(tunnel.readBuffersDropped, MAX_DROPS, `after ${cycles} cycles of bulk then idle, the sweep took buffers back ${MAX_DROPS} times`)
+  for (let i = 0; i < 3; i++) {
+    ws.send(pattern(256 * 1024, i))
+    await messages(ws, 1)
+    await new Promise((resolve) => setTimeout(resolve, 250))
+  }
+  t.equal(tunnel.readBuffersDropped, MAX_DROPS, 'and no more after that')
+  ws.send('small')
+  t.equal((await messages(ws, 1))[0].data.toString(), 'small', 'the tunnel still relays')
+})
