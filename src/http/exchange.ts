@@ -13,11 +13,6 @@ import type { BodyOwner, RequestBody } from './body.js'
 import { attemptFailure, publicError, upstreamError } from './error-map.js'
 import { writeResponseHead } from './response-head.js'
 
-/** undici reads a request's TLS server name from its options (not in its types), else from its Host header. */
-export interface TlsDispatchOptions extends Dispatcher.DispatchOptions {
-  servername?: string
-}
-
 interface ExchangeResponse extends ServerResponse {
   [kExchange]?: ProxyExchange
 }
@@ -70,14 +65,20 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BodyOwner, Att
     this.res.on('close', resOnClose)
   }
 
-  /** Sends the request to `server` (first attempt or retry). */
+  /** Starts an attempt on `server` (first or retry): it counts in the server's load until `endAttempt`. */
   dispatch (server: UpstreamServer): void {
     this.server = server
     this.inFlight = true
     this.abortUpstream = null
     server.active++
     server.requests++
-    if (server.sni !== null) (this.options as TlsDispatchOptions).servername = server.sni
+    this.send(server)
+  }
+
+  /** Sends the attempt through the server's pool (an upgrade may dial a connection of its own: upgrade/handshake.ts). */
+  send (server: UpstreamServer): void {
+    // undici reads a request's TLS server name from its options (not in its types), else from its Host header.
+    if (server.sni !== null) (this.options as Dispatcher.DispatchOptions & { servername?: string }).servername = server.sni
     server.pool(this.route.pool).dispatch(this.options, this)
   }
 

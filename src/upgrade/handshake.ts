@@ -47,19 +47,11 @@ export class UpgradeExchange extends ProxyExchange {
    * Sends the handshake to `server` (first attempt or retry): over a connection of its own (upgrade/dial.ts) when the
    * server speaks plain HTTP; through undici for TLS servers and for requests undici would refuse or treat otherwise.
    */
-  override dispatch (server: UpstreamServer): void {
+  override send (server: UpstreamServer): void {
     const request = server.sni === null ? this.dialRequest() : null
     const head = request === null ? null : upgradeHead(request, server)
-    if (head === null) {
-      super.dispatch(server)
-      return
-    }
-    this.server = server
-    this.inFlight = true
-    this.abortUpstream = null
-    server.active++
-    server.requests++
-    dialUpgrade(this, server, request as DialRequest, head)
+    if (head === null) super.send(server)
+    else dialUpgrade(this, server, request as DialRequest, head)
   }
 
   dialRequest (): DialRequest {
