@@ -5,7 +5,8 @@
 // no read buffer.
 import t from 'tap'
 import type { Socket } from 'node:net'
-import { gateway, origin, waitFor, wsUpstream } from './helpers/servers.js'
+import type { WebSocket } from 'ws'
+import { gateway, origin, waitFor, wsUpstream, type Teardown } from './helpers/servers.js'
 import { messages, openWs, pattern, wsUrl } from './helpers/ws.js'
 import { kTunnel } from '../src/symbols.js'
 import type { Tunnel } from '../src/upgrade/tunnel.js'
@@ -27,6 +28,16 @@ function readBuffer (socket: Socket): Buffer | null {
 
 function readsInPlace (socket: Socket): boolean {
   return readBuffer(socket) !== null
+}
+
+/** A client's WebSocket through a gateway with `timeouts.idle` 1000 ms (the sweep ticks every 100 ms), and its tunnel. */
+async function swept (t: Teardown): Promise<{ ws: WebSocket, tunnel: Tunnel }> {
+  const { server } = await wsUpstream(t)
+  const { app, url } = await gateway(t, { upstream: origin(server), timeouts: { idle: 1000 } })
+  const tunnels = tunnelsOf(app.server)
+  const ws = await openWs(t, wsUrl(url))
+  await waitFor(() => tunnels().length === 1, 2000, 'the tunnel')
+  return { ws, tunnel: tunnels()[0] }
 }
 
 t.test('plain TCP sockets are read in place; messages of every size arrive whole and in order both ways', async (t) => {
@@ -55,13 +66,7 @@ t.test('plain TCP sockets are read in place; messages of every size arrive whole
 })
 
 t.test('an idle tunnel lets go of the last chunks it read at the next sweep', async (t) => {
-  const { server } = await wsUpstream(t)
-  // timeouts.idle 1000 ms: the sweep ticks every 100 ms.
-  const { app, url } = await gateway(t, { upstream: origin(server), timeouts: { idle: 1000 } })
-  const tunnels = tunnelsOf(app.server)
-  const ws = await openWs(t, wsUrl(url))
-  await waitFor(() => tunnels().length === 1, 2000, 'the tunnel')
-  const tunnel = tunnels()[0]
+  const { ws, tunnel } = await swept(t)
   // Caught between two sweeps: the chunks are held right after the echo.
   let heldBoth = false
   let last = pattern(100, 0)
@@ -82,13 +87,8 @@ t.test('an idle tunnel lets go of the last chunks it read at the next sweep', as
 })
 
 t.test('the sweep points an idle socket that read big back at the shared buffer, a few times per tunnel at most', async (t) => {
-  const { server } = await wsUpstream(t)
-  // timeouts.idle 1000 ms: the sweep ticks every 100 ms; each cycle below is idle for much less than that.
-  const { app, url } = await gateway(t, { upstream: origin(server), timeouts: { idle: 1000 } })
-  const tunnels = tunnelsOf(app.server)
-  const ws = await openWs(t, wsUrl(url))
-  await waitFor(() => tunnels().length === 1, 2000, 'the tunnel')
-  const tunnel = tunnels()[0]
+  // Each cycle below is idle for much less than a sweep tick.
+  const { ws, tunnel } = await swept(t)
   const shared = readBuffer(tunnel.client)
   t.ok(shared !== null && shared === readBuffer(tunnel.upstream), 'both sockets start on the one shared buffer')
   const bothShared = (): boolean => readBuffer(tunnel.client) === shared && readBuffer(tunnel.upstream) === shared

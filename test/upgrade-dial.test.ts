@@ -10,11 +10,21 @@ import { Worker } from 'node:worker_threads'
 import t from 'tap'
 import type { UpstreamServer } from '../src/upstream/server.js'
 import { parse101, upgradeHead, type DialRequest } from '../src/upgrade/dial.js'
-import { gateway, origin, portOf, waitFor } from './helpers/servers.js'
-import { headUpstream, parseHead, rawClient, switching, wsHandshakeHead } from './helpers/ws.js'
+import type { WsProxyOptions } from '../src/index.js'
+import { gateway, origin, portOf, waitFor, type Teardown } from './helpers/servers.js'
+import { headUpstream, parseHead, rawClient, switching, wsHandshakeHead, type ScriptedServer } from './helpers/ws.js'
 
 async function sleep (ms: number): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+/** What a raw client reads, up to the connection's end, for a handshake to `path` through a gateway in front of `upstream`. */
+async function answerThrough (t: Teardown, upstream: ScriptedServer, path: string, options: Omit<WsProxyOptions, 'upstream'> = {}): Promise<string> {
+  const { port } = await gateway(t, { upstream: origin(upstream), ...options })
+  const client = await rawClient(t, port)
+  client.socket.write(wsHandshakeHead(path))
+  await client.close()
+  return client.text
 }
 
 t.test('the head sent: Host first, then Connection and Upgrade, then the fields in order', async (t) => {
@@ -91,22 +101,16 @@ t.test('a refusal larger than the client reads at once: relayed whole while the 
 
 t.test('a refusal whose body stalls past timeouts.read: the client connection is cut after what came', async (t) => {
   const upstream = await headUpstream(t, ({ socket }) => { socket.write('HTTP/1.1 404 Not Found\r\nContent-Length: 10\r\n\r\nhello') })
-  const { port } = await gateway(t, { upstream: origin(upstream), timeouts: { read: 200 } })
-  const client = await rawClient(t, port)
-  client.socket.write(wsHandshakeHead('/stall'))
-  await client.close()
-  t.equal(parseHead(client.text).status, 404)
-  t.ok(client.text.endsWith('\r\n\r\nhello'), 'the five bytes sent, no more')
+  const answer = await answerThrough(t, upstream, '/stall', { timeouts: { read: 200 } })
+  t.equal(parseHead(answer).status, 404)
+  t.ok(answer.endsWith('\r\n\r\nhello'), 'the five bytes sent, no more')
 })
 
 t.test('a refusal whose body is cut by the upstream: the client connection is cut too', async (t) => {
   const upstream = await headUpstream(t, ({ socket }) => { socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 10\r\n\r\nhello') })
-  const { port } = await gateway(t, { upstream: origin(upstream) })
-  const client = await rawClient(t, port)
-  client.socket.write(wsHandshakeHead('/cut'))
-  await client.close()
-  t.equal(parseHead(client.text).status, 404)
-  t.ok(client.text.endsWith('\r\n\r\nhello'))
+  const answer = await answerThrough(t, upstream, '/cut')
+  t.equal(parseHead(answer).status, 404)
+  t.ok(answer.endsWith('\r\n\r\nhello'))
 })
 
 for (const [name, answer] of [
@@ -130,12 +134,9 @@ t.test('a head that never ends, past limits.responseHead: 502 FST_WS_PROXY_BAD_R
     socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n')
     setTimeout(() => { socket.write(`X-Big: ${'a'.repeat(2048)}\r\n`) }, 20)
   })
-  const { port } = await gateway(t, { upstream: origin(upstream), limits: { responseHead: 1024 } })
-  const client = await rawClient(t, port)
-  client.socket.write(wsHandshakeHead('/endless'))
-  await client.close()
-  t.equal(parseHead(client.text).status, 502)
-  t.match(client.text, /Headers Overflow Error/)
+  const answer = await answerThrough(t, upstream, '/endless', { limits: { responseHead: 1024 } })
+  t.equal(parseHead(answer).status, 502)
+  t.match(answer, /Headers Overflow Error/)
 })
 
 t.test('parse101: the heads it takes, and those it leaves to Node\'s parser', async (t) => {
@@ -227,12 +228,9 @@ t.test('a refusal whose body is cut by a reset: the client connection is cut aft
     socket.write('HTTP/1.1 404 Not Found\r\nContent-Length: 10\r\n\r\nhello')
     setTimeout(() => { socket.resetAndDestroy() }, 30)
   })
-  const { port } = await gateway(t, { upstream: origin(upstream) })
-  const client = await rawClient(t, port)
-  client.socket.write(wsHandshakeHead('/rst'))
-  await client.close()
-  t.equal(parseHead(client.text).status, 404)
-  t.ok(client.text.endsWith('\r\n\r\nhello'))
+  const answer = await answerThrough(t, upstream, '/rst')
+  t.equal(parseHead(answer).status, 404)
+  t.ok(answer.endsWith('\r\n\r\nhello'))
 })
 
 t.test('connecting takes longer than timeouts.connect: 504 FST_WS_PROXY_CONNECT_TIMEOUT', async (t) => {
@@ -272,12 +270,9 @@ t.test('an answer that cannot be a 101 goes to Node\'s parser from its first byt
       socket.write('HTTP/1.1 403 Forbidden\r\n')
       setTimeout(() => { socket.end('Content-Length: 2\r\n\r\nno') }, 30)
     })
-    const { port } = await gateway(t, { upstream: origin(upstream) })
-    const client = await rawClient(t, port)
-    client.socket.write(wsHandshakeHead('/split-refusal'))
-    await client.close()
-    t.equal(parseHead(client.text).status, 403)
-    t.ok(client.text.endsWith('\r\n\r\nno'))
+    const answer = await answerThrough(t, upstream, '/split-refusal')
+    t.equal(parseHead(answer).status, 403)
+    t.ok(answer.endsWith('\r\n\r\nno'))
   })
   t.test('garbage without a line end, the connection left open: 502 at once, not after timeouts.read', async (t) => {
     const upstream = await headUpstream(t, ({ socket }) => { socket.write('hello') })
