@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import { connect, type NetConnectOpts, type Socket } from 'node:net'
 import { errors } from 'undici'
+import { isFieldValue, isToken } from '../headers/field.js'
 import type { UpstreamServer } from '../upstream/server.js'
 import { replayResponse, stopRelay } from './dial-fallback.js'
 
@@ -55,13 +56,11 @@ function targetOf (server: UpstreamServer): DialTarget {
   return target
 }
 
-// RFC 9110 §5.6.2 token characters, and the bytes a field value may hold (no CTL but HTAB; obs-text allowed).
+// For parse101, which reads bytes: RFC 9110 §5.6.2 token characters, and the bytes a field value may hold (as headers/field.ts).
 const TOKEN = new Uint8Array(256)
 for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TOKEN[c.charCodeAt(0)] = 1
 const VALUE = new Uint8Array(256)
 for (let c = 0; c < 256; c++) VALUE[c] = c === 9 || (c >= 32 && c !== 127) ? 1 : 0
-const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
-const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 // A request target: no space or control byte (what Node's HTTP client refuses in a path too).
 const TARGET = /^[\x21-\x7e\x80-\xff]+$/
 
@@ -78,7 +77,7 @@ export function upgradeHead (request: DialRequest, server: UpstreamServer): stri
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i]
     const value = headers[i + 1]
-    if (!HEADER_NAME.test(name) || !HEADER_VALUE.test(value)) return null
+    if (!isToken(name) || !isFieldValue(value)) return null
     if (name.length === 4 && name.toLowerCase() === 'host') {
       if (host !== null) return null
       host = value
@@ -87,7 +86,7 @@ export function upgradeHead (request: DialRequest, server: UpstreamServer): stri
     if (isUndiciManaged(name)) return null
     fields += `${name}: ${value}\r\n`
   }
-  if (!HEADER_VALUE.test(request.upgrade) || !TARGET.test(request.path)) return null
+  if (!isFieldValue(request.upgrade) || !TARGET.test(request.path)) return null
   return `${request.method} ${request.path} HTTP/1.1\r\n${host === null ? hostLine : `host: ${host}\r\n`}connection: upgrade\r\nupgrade: ${request.upgrade}\r\n${fields}\r\n`
 }
 
