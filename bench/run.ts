@@ -347,7 +347,7 @@ if (idle.size > 0) {
 // Which GC state each Node contender was measured in: a process that falls into a mark-compact storm stays in it, and
 // its CPU per unit of work is up to 2× that of the same build running on scavenges alone.
 const nodeNames = started.filter((s) => s.contender.node).map((s) => s.contender.name)
-lines.push('', 'GC over the measured windows, per Node contender: mark-compacts per second / GC pauses as a share of its CPU (medians over rounds).', '',
+lines.push('', 'GC over the measured windows, per Node contender: mark-compacts per second / main-thread GC pauses (wall time, so inflated on a loaded machine) as a share of its CPU; medians over rounds.', '',
   `| cell | ${nodeNames.join(' | ')} |`, `|---|${nodeNames.map(() => '---:').join('|')}|`)
 for (const cell of selected) {
   const byContender = samples.get(cell.id) as Map<string, Sample[]>
