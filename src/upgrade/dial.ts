@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http'
-import { connect, type NetConnectOpts, type Socket } from 'node:net'
+import { connect, isIP, type NetConnectOpts, type Socket } from 'node:net'
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls'
 import { errors } from 'undici'
 import { isFieldValue, isToken } from '../headers/field.js'
 import type { UpstreamServer } from '../upstream/server.js'
@@ -27,16 +28,23 @@ export interface DialRequest {
 }
 
 const kDial = Symbol('upgradeDial')
+const kTarget = Symbol('dialTarget')
 interface DialSocket extends Socket {
   [kDial]: UpgradeDial | null
+  /** https: where the socket was dialled, for its TLS sessions. */
+  [kTarget]?: DialTarget
 }
 
-/** Where a plain-HTTP server is dialled, worked out once per server. */
+/** Where a server is dialled, worked out once per server. */
 interface DialTarget {
-  /** net.connect's options (the read buffer undici's connector asks for too), shared by every dial. */
-  readonly options: NetConnectOpts
+  /** net.connect's or tls.connect's options (as undici's connector passes them, the read buffer too), shared by every dial. */
+  readonly options: object
+  /** https: the socket is made by tls.connect, and connected once its TLS handshake is done. */
+  readonly tls: boolean
   /** undici's Host line when the request names none. */
   readonly hostLine: string
+  /** https: the server's last TLS session, resumed by the next dial (undici's connector keeps sessions too). */
+  session: Buffer | undefined
 }
 
 const targets = new WeakMap<UpstreamServer, DialTarget>()
@@ -47,10 +55,31 @@ function targetOf (server: UpstreamServer): DialTarget {
     // `addr` is `host:port` (an IPv6 address in brackets, the port always there) or `unix:/path`.
     const addr = server.addr
     const colon = addr.lastIndexOf(':')
-    const options = server.socketPath !== null
-      ? { path: server.socketPath, highWaterMark: 64 * 1024 }
-      : { host: addr.slice(0, colon).replace(/^\[|\]$/g, ''), port: Number(addr.slice(colon + 1)), highWaterMark: 64 * 1024 }
-    target = { options, hostLine: `host: ${new URL(server.origin).host}\r\n` }
+    const url = new URL(server.origin)
+    const where = server.socketPath !== null
+      ? { path: server.socketPath }
+      : { host: addr.slice(0, colon).replace(/^\[|\]$/g, ''), port: Number(addr.slice(colon + 1)) }
+    const sni = server.sni
+    let options: object
+    if (sni === null) {
+      options = { ...where, highWaterMark: 64 * 1024 }
+    } else {
+      // As the pool's connector (upstream/pools.ts) and undici's: the group's TLS settings, the server's name as SNI
+      // (none for an IP address: the certificate is then checked against the address), HTTP/1.1 by ALPN.
+      const tls = server.tls
+      options = {
+        host: url.hostname.replace(/^\[|\]$/g, ''),
+        ...where,
+        highWaterMark: 16384,
+        ca: tls?.ca,
+        cert: tls?.cert,
+        key: tls?.key,
+        rejectUnauthorized: tls?.rejectUnauthorized ?? true,
+        servername: isIP(sni) === 0 ? sni : undefined,
+        ALPNProtocols: ['http/1.1']
+      }
+    }
+    target = { options, tls: sni !== null, hostLine: `host: ${url.host}\r\n`, session: undefined }
     targets.set(server, target)
   }
   return target
@@ -121,13 +150,23 @@ export class UpgradeDial {
     this.owner = owner
     this.server = server
     this.request = request
-    const socket = connect(targetOf(server).options) as DialSocket
+    const target = targetOf(server)
+    let socket: DialSocket
+    if (target.tls) {
+      socket = tlsConnect({ ...target.options, session: target.session } as ConnectionOptions) as unknown as DialSocket
+      socket[kTarget] = target
+      // Kept for the socket's life: a TLS 1.3 server sends its session tickets after the handshake, maybe after the 101.
+      socket.on('session', dialOnSession)
+      socket.on('secureConnect', dialOnConnect)
+    } else {
+      socket = connect(target.options as NetConnectOpts) as DialSocket
+      socket.on('connect', dialOnConnect)
+    }
     this.socket = socket
     socket[kDial] = this
     // As undici's connector sets them: the socket becomes a long-lived tunnel.
     socket.setKeepAlive(true, 60e3)
     socket.setNoDelay(true)
-    socket.on('connect', dialOnConnect)
     socket.on('data', dialOnData)
     socket.on('end', dialOnEnd)
     socket.on('error', dialOnError)
@@ -158,7 +197,7 @@ export class UpgradeDial {
   unlisten (): void {
     const socket = this.socket
     socket[kDial] = null
-    socket.removeListener('connect', dialOnConnect)
+    socket.removeListener(socket[kTarget] === undefined ? 'connect' : 'secureConnect', dialOnConnect)
     socket.removeListener('data', dialOnData)
     socket.removeListener('end', dialOnEnd)
     socket.removeListener('error', dialOnError)
@@ -274,6 +313,10 @@ function dialOnConnect (this: DialSocket): void {
   const dial = this[kDial] as UpgradeDial
   clearTimeout(dial.timer as NodeJS.Timeout)
   dial.timer = setTimeout(dialTimedOut, dial.request.readTimeout, dial, READING_HEAD)
+}
+
+function dialOnSession (this: DialSocket, session: Buffer): void {
+  (this[kTarget] as DialTarget).session = session
 }
 
 function dialOnData (this: DialSocket, chunk: Buffer): void {
