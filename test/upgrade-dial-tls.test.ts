@@ -15,7 +15,7 @@ const noCert = cert === null && 'openssl is not available to make a test certifi
 interface TlsConnection {
   head: string
   reused: boolean
-  servername: string | false
+  servername: string | false | null
 }
 
 /** A raw TLS upstream on 127.0.0.1 with the self-signed certificate: `answer` is written once a request head is in. */

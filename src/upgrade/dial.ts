@@ -62,7 +62,9 @@ function targetOf (server: UpstreamServer): DialTarget {
     const sni = server.sni
     let options: object
     if (sni === null) {
-      options = { ...where, highWaterMark: 64 * 1024 }
+      // As undici's connector sets them (the socket becomes a long-lived tunnel), applied once connected: set by calls
+      // before then, Node would make the same five setsockopt calls again when the connection completes.
+      options = { ...where, highWaterMark: 64 * 1024, noDelay: true, keepAlive: true, keepAliveInitialDelay: 60e3 }
     } else {
       // As the pool's connector (upstream/pools.ts) and undici's: the group's TLS settings, the server's name as SNI
       // (none for an IP address: the certificate is then checked against the address), HTTP/1.1 by ALPN.
@@ -164,9 +166,6 @@ export class UpgradeDial {
     }
     this.socket = socket
     socket[kDial] = this
-    // As undici's connector sets them: the socket becomes a long-lived tunnel.
-    socket.setKeepAlive(true, 60e3)
-    socket.setNoDelay(true)
     socket.on('data', dialOnData)
     socket.on('end', dialOnEnd)
     socket.on('error', dialOnError)
@@ -310,6 +309,11 @@ function isFraming (name: string): boolean {
 }
 
 function dialOnConnect (this: DialSocket): void {
+  // tls.connect takes no socket options: a TLS socket gets undici's once its handshake is done.
+  if (this[kTarget] !== undefined) {
+    this.setKeepAlive(true, 60e3)
+    this.setNoDelay(true)
+  }
   const dial = this[kDial] as UpgradeDial
   clearTimeout(dial.timer as NodeJS.Timeout)
   dial.timer = setTimeout(dialTimedOut, dial.request.readTimeout, dial, READING_HEAD)
