@@ -44,13 +44,8 @@ export class UpgradeRouter {
   }
 
   route (req: IncomingMessage, socket: Socket, head: Buffer): void {
-    // The only listener: every upgrade is routed, at once (no other listener can have taken the socket).
-    if (this.#server.listenerCount('upgrade') === 1) {
-      this.routeNow(req, socket, head)
-      return
-    }
     // By the path the target names once canonical: `http://x/ws/` and `//ws/` are upgrades for `/ws/` too.
-    if (!this.claims(claimedPath(req.url as string))) return
+    if (!this.claims(claimedPath(req.url as string)) && this.#server.listenerCount('upgrade') > 1) return
     // The other listeners run after this one in the same emit; decide once they all have.
     process.nextTick(routeAfterListeners, this, req, socket, head)
   }
