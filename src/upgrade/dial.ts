@@ -1,9 +1,10 @@
 import type { IncomingMessage } from 'node:http'
-import { connect, type NetConnectOpts, type Socket } from 'node:net'
+import type { Socket } from 'node:net'
 import { isFieldValue, isToken } from '../headers/field.js'
 import type { UpstreamServer } from '../upstream/server.js'
 import { errors } from '../upstream/undici.js'
 import { replayResponse, stopRelay } from './dial-fallback.js'
+import { openSocket, readyEvent, targetOf } from './dial-target.js'
 
 /** What a dial reports to: the handshake (UpgradeExchange), with undici's handler methods. */
 export interface DialOwner {
@@ -29,31 +30,6 @@ export interface DialRequest {
 const kDial = Symbol('upgradeDial')
 interface DialSocket extends Socket {
   [kDial]: UpgradeDial | null
-}
-
-/** Where a plain-HTTP server is dialled, worked out once per server. */
-interface DialTarget {
-  /** net.connect's options (the read buffer undici's connector asks for too), shared by every dial. */
-  readonly options: NetConnectOpts
-  /** undici's Host line when the request names none. */
-  readonly hostLine: string
-}
-
-const targets = new WeakMap<UpstreamServer, DialTarget>()
-
-function targetOf (server: UpstreamServer): DialTarget {
-  let target = targets.get(server)
-  if (target === undefined) {
-    // `addr` is `host:port` (an IPv6 address in brackets, the port always there) or `unix:/path`.
-    const addr = server.addr
-    const colon = addr.lastIndexOf(':')
-    const options = server.socketPath !== null
-      ? { path: server.socketPath, highWaterMark: 64 * 1024 }
-      : { host: addr.slice(0, colon).replace(/^\[|\]$/g, ''), port: Number(addr.slice(colon + 1)), highWaterMark: 64 * 1024 }
-    target = { options, hostLine: `host: ${new URL(server.origin).host}\r\n` }
-    targets.set(server, target)
-  }
-  return target
 }
 
 // For parse101, which reads bytes: RFC 9110 §5.6.2 token characters, and the bytes a field value may hold (as headers/field.ts).
@@ -121,13 +97,11 @@ export class UpgradeDial {
     this.owner = owner
     this.server = server
     this.request = request
-    const socket = connect(targetOf(server).options) as DialSocket
+    const target = targetOf(server)
+    const socket = openSocket(target) as DialSocket
+    socket.on(readyEvent(target), dialOnConnect)
     this.socket = socket
     socket[kDial] = this
-    // As undici's connector sets them: the socket becomes a long-lived tunnel.
-    socket.setKeepAlive(true, 60e3)
-    socket.setNoDelay(true)
-    socket.on('connect', dialOnConnect)
     socket.on('data', dialOnData)
     socket.on('end', dialOnEnd)
     socket.on('error', dialOnError)
@@ -159,6 +133,7 @@ export class UpgradeDial {
     const socket = this.socket
     socket[kDial] = null
     socket.removeListener('connect', dialOnConnect)
+    socket.removeListener('secureConnect', dialOnConnect)
     socket.removeListener('data', dialOnData)
     socket.removeListener('end', dialOnEnd)
     socket.removeListener('error', dialOnError)

@@ -44,14 +44,14 @@ export class UpgradeExchange extends ProxyExchange {
   }
 
   /**
-   * Sends the handshake to `server` (first attempt or retry): over a connection of its own (upgrade/dial.ts) when the
-   * server speaks plain HTTP; through undici for TLS servers and for requests undici would refuse or treat otherwise.
+   * Sends the handshake to `server` (first attempt or retry): over a connection of its own (upgrade/dial.ts), plain
+   * or TLS; through undici for requests undici would refuse or treat otherwise.
    */
   override send (server: UpstreamServer): void {
-    const request = server.sni === null ? this.dialRequest() : null
-    const head = request === null ? null : upgradeHead(request, server)
+    const request = this.dialRequest()
+    const head = upgradeHead(request, server)
     if (head === null) super.send(server)
-    else dialUpgrade(this, server, request as DialRequest, head)
+    else dialUpgrade(this, server, request, head)
   }
 
   dialRequest (): DialRequest {
