@@ -12,23 +12,44 @@ import { Socket } from 'node:net'
  *
  * Every socket reads into one shared buffer, and a chunk is copied out of it (from Node's pool when small) before the
  * tunnel sees it, so nothing keeps the shared memory past the callback. A read of `BIG_READ` or more means bulk: the
- * socket's next read goes into a buffer of its own, handed on whole as the chunk (no copy), as long as reads stay big.
- * A socket idle since such a read is pointed back at the shared buffer by the sweep (`dropReadBuffer`).
+ * socket's next read goes into a buffer of its own, handed on as the chunk (no copy), as long as reads stay big. When
+ * nothing holds that chunk after the tunnel's handler (the peer's write went to the kernel at once), the socket reads
+ * into the same buffer again, whatever the size of the read: a bulk tunnel allocates a read buffer only when its peer's
+ * writes queue, and so sets off no V8 collections by external memory (see docs/benchmarks.md, round 7). A socket
+ * keeps its own buffer while it reads; one idle since the last sweep is pointed back at the shared buffer
+ * (`dropReadBuffer`).
  */
 
 const READ_SIZE = 64 * 1024
 const BIG_READ = 16 * 1024
 const SHARED = Buffer.allocUnsafe(READ_SIZE)
 
-/** What a tunnel does with a chunk read from `this`. */
-export type OnData<S extends Socket> = (this: S, chunk: Buffer) => void
+/**
+ * What a tunnel does with a chunk read from `this`; returns what became of it: `HELD` (something still holds it, such
+ * as the peer's write queue) or what `released` says once nothing does.
+ */
+export type OnData<S extends Socket> = (this: S, chunk: Buffer) => ReadOutcome
+/** See `OnData`. */
+export type ReadOutcome = 0 | 1 | 2
+export const HELD = 0
+const FREE = 1
+const SETTLED = 2
+
+/**
+ * What became of `chunk`, which nothing holds any more, `previous` being the chunk read before it from the same side
+ * (null when unknown): two small reads in a row mean the side reads small again (`SETTLED`), and its socket goes back
+ * to the shared buffer; otherwise it keeps reading into its own (`FREE`).
+ */
+export function released (chunk: Buffer, previous: Buffer | null): ReadOutcome {
+  return chunk.length < BIG_READ && previous !== null && previous.length < BIG_READ ? SETTLED : FREE
+}
 /** What Node calls after reading `nread` bytes into `buffer`. */
 export type OnRead<S extends Socket> = (this: S, nread: number, buffer: Buffer) => void
 
 type Fields = Record<symbol, unknown>
 
 /** The buffer the socket that just read reads into next (set by `chunkOf`, returned to Node by `nextBuffer`). */
-let next = SHARED
+let next: Buffer = SHARED
 
 function nextBuffer (): Buffer {
   return next
@@ -69,14 +90,19 @@ export function readInPlace<S extends Socket> (socket: S, onRead: OnRead<S>, onD
 /** The `onRead` for `onData` (one per direction, made once). */
 export function inPlaceReader<S extends Socket> (onData: OnData<S>): OnRead<S> {
   return function onRead (this: S, nread: number, buffer: Buffer): void {
-    onData.call(this, chunkOf(buffer, nread))
+    if (buffer === SHARED) {
+      onData.call(this, chunkOf(buffer, nread))
+      return
+    }
+    // A read into the socket's own buffer: handed on as it is, read into again if the tunnel let go of it.
+    const outcome = onData.call(this, nread === READ_SIZE ? buffer : buffer.subarray(0, nread))
+    next = outcome === FREE ? buffer : outcome === HELD && nread >= BIG_READ ? Buffer.allocUnsafe(READ_SIZE) : SHARED
   }
 }
 
-/** The chunk of `nread` bytes Node read into `buffer`, the tunnel's to keep; chooses the buffer of the next read. */
+/** A copy of the `nread` bytes Node read into the shared buffer, the tunnel's to keep; chooses the buffer of the next read. */
 export function chunkOf (buffer: Buffer, nread: number): Buffer {
   next = nread >= BIG_READ ? Buffer.allocUnsafe(READ_SIZE) : SHARED
-  if (buffer !== SHARED) return nread === READ_SIZE ? buffer : buffer.subarray(0, nread)
   const chunk = Buffer.allocUnsafe(nread)
   chunk.set(nread === READ_SIZE ? buffer : buffer.subarray(0, nread))
   return chunk

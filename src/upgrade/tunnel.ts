@@ -6,7 +6,7 @@ import type { TunnelCloseReason } from '../telemetry/events.js'
 import { goingAwayFrame, pingFrame } from './control-frames.js'
 import { relayFrames } from './frame-relay.js'
 import { FrameStream, track, type FrameEvents } from './frame-tracker.js'
-import { dropReadBuffer, inPlaceReader, MAX_DROPS, readInPlace } from './tunnel-reads.js'
+import { dropReadBuffer, HELD, inPlaceReader, MAX_DROPS, readInPlace, released, type ReadOutcome } from './tunnel-reads.js'
 import type { UpstreamServer } from '../upstream/server.js'
 
 /** What a tunnel reports to the set that owns it. */
@@ -238,35 +238,44 @@ function listen (socket: TunnelSocket): void {
   socket.on('close', socketOnClose)
 }
 
-function clientOnData (this: TunnelSocket, chunk: Buffer): void {
+function clientOnData (this: TunnelSocket, chunk: Buffer): ReadOutcome {
   const tunnel = this[kTunnel]
+  const previous = tunnel.lastFromClient
   tunnel.bytesFromClient += chunk.length
   tunnel.lastFromClient = chunk
-  relay(this, tunnel.upstream, tunnel.fromClient, chunk)
+  return relay(this, tunnel.upstream, tunnel.fromClient, chunk) ? released(chunk, previous) : HELD
 }
 
-function upstreamOnData (this: TunnelSocket, chunk: Buffer): void {
+function upstreamOnData (this: TunnelSocket, chunk: Buffer): ReadOutcome {
   const tunnel = this[kTunnel]
+  const previous = tunnel.lastFromUpstream
   tunnel.upstreamActive = true
   tunnel.bytesFromUpstream += chunk.length
   tunnel.lastFromUpstream = chunk
-  relay(this, tunnel.client, tunnel.fromUpstream, chunk)
+  return relay(this, tunnel.client, tunnel.fromUpstream, chunk) ? released(chunk, previous) : HELD
 }
 
 const clientOnRead = inPlaceReader(clientOnData)
 const upstreamOnRead = inPlaceReader(upstreamOnData)
 
-/** Writes `chunk` from `from` to `to`, following the frames `from` sends (null: a blind pipe). */
-function relay (from: Socket, to: Socket, frames: FrameStream | null, chunk: Buffer): void {
+/**
+ * Writes `chunk` from `from` to `to`, following the frames `from` sends (null: a blind pipe). Returns whether
+ * nothing holds `chunk` any more: `to` wrote it to the kernel at once (its write queue is empty), or dropped it.
+ * The slow path may hold pieces of it (a pong being gathered), so its chunks are never given back.
+ */
+function relay (from: Socket, to: Socket, frames: FrameStream | null, chunk: Buffer): boolean {
   let more: boolean
+  let free = false
   if (frames !== null && frames.slow) {
     more = relayFrames(frames, chunk, to)
   } else {
     if (frames !== null) track(frames, chunk)
     // A peer that has already ended its writing side cannot take more; what arrives late is dropped.
     more = !to.writable || to.write(chunk)
+    free = to.writableLength === 0
   }
   if (!more) from.pause()
+  return free
 }
 
 function peerOf (socket: TunnelSocket): Socket {
