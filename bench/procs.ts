@@ -109,8 +109,9 @@ export function readyPort (child: ChildProcess, name: string): Promise<number> {
 
 export function startProcess (benchJs: string, args: string[], nodeFlags: string[] = []): Promise<{ child: ChildProcess, port: number, pid: number }> {
   const script = join(benchJs, args[0].replace(/^bench\//, '').replace(/\.ts$/, '.js'))
+  mkdirSync(gcDir, { recursive: true })
   const child = spawn(process.execPath, ['--expose-gc', ...nodeFlags, '--import', join(benchJs, 'contenders/gc-on-signal.js'), script, ...args.slice(1)],
-    { cwd: root, env: process.env, stdio: ['ignore', 'pipe', 'inherit'] })
+    { cwd: root, env: { ...process.env, BENCH_GC_DIR: gcDir }, stdio: ['ignore', 'pipe', 'inherit'] })
   return new Promise((resolve, reject) => {
     let out = ''
     const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`${args[0]} did not start within 30 s`)) }, 30_000)
@@ -126,6 +127,21 @@ export function startProcess (benchJs: string, args: string[], nodeFlags: string
     child.stdout?.on('data', onData)
     child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`${args[0]} exited with ${code}`)) })
   })
+}
+
+/** Where each Node process of the bench keeps its GC counts (contenders/gc-on-signal.ts); one folder per bench run. */
+const gcDir = join(cacheDir, `gc-${process.pid}`)
+process.once('exit', () => rmSync(gcDir, { recursive: true, force: true }))
+
+/** Garbage collections of a Node process so far; null for a process that keeps no counts (nginx, a finished one). */
+export interface GcCounts { majors: number, minors: number, ms: number }
+export function gcCounts (pid: number): GcCounts | null {
+  try {
+    const [majors, minors, ms] = readFileSync(join(gcDir, String(pid)), 'utf8').split(' ').map(Number)
+    return Number.isFinite(ms) ? { majors, minors, ms } : null
+  } catch {
+    return null
+  }
 }
 
 /** A process and all its descendants (nginx: master and worker). */
@@ -180,26 +196,33 @@ export class LoadGenerator {
     this.#child = this.#fork()
   }
 
-  run (request: LoadRequest, pids: number[] | null): Promise<{ result: LoadResult, cpu: number }> {
+  /** `gcPid`: a Node process whose garbage collections over the window are reported alongside its CPU. */
+  run (request: LoadRequest, pids: number[] | null, gcPid: number | null = null): Promise<{ result: LoadResult, cpu: number, gc: GcCounts | null }> {
     const loader = this.#child
     return new Promise((resolve, reject) => {
       let before = 0
+      let gcBefore: GcCounts | null = null
       const timer = setTimeout(() => {
         loader.off('message', onMessage)
         process.stderr.write(`${request.workload.kind} to ${request.url} did not finish in ${request.seconds + 60} s: counted as failed\n`)
         loader.kill('SIGKILL')
         this.#child = this.#fork()
-        resolve({ result: { units: 0, bytes: 0, seconds: request.seconds, errors: 1 }, cpu: NaN })
+        resolve({ result: { units: 0, bytes: 0, seconds: request.seconds, errors: 1 }, cpu: NaN, gc: null })
       }, (request.seconds + 60) * 1000)
       const onMessage = (message: { type: string, result?: LoadResult, message?: string }): void => {
         if (message.type === 'start') {
           before = pids === null ? 0 : cpuSeconds(pids)
+          gcBefore = gcPid === null ? null : gcCounts(gcPid)
           return
         }
         const cpu = pids === null ? 0 : cpuSeconds(pids) - before
+        const gcAfter = gcPid === null ? null : gcCounts(gcPid)
+        const gc = gcBefore === null || gcAfter === null
+          ? null
+          : { majors: gcAfter.majors - gcBefore.majors, minors: gcAfter.minors - gcBefore.minors, ms: gcAfter.ms - gcBefore.ms }
         clearTimeout(timer)
         loader.off('message', onMessage)
-        if (message.type === 'done') resolve({ result: message.result as LoadResult, cpu })
+        if (message.type === 'done') resolve({ result: message.result as LoadResult, cpu, gc })
         else reject(new Error(message.message))
       }
       loader.on('message', onMessage)

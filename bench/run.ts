@@ -19,7 +19,7 @@ import os from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import type { LoadRequest, LoadResult, Workload } from './load.js'
-import { build, ensureNginx, LoadGenerator, median, processTree, root, startProcess as startIn, transpileBench } from './procs.js'
+import { build, ensureNginx, type GcCounts, LoadGenerator, median, processTree, root, startProcess as startIn, transpileBench } from './procs.js'
 
 const { values: args } = parseArgs({
   options: {
@@ -118,7 +118,7 @@ function rssBytes (pids: number[]): number {
 
 const benchJs = transpileBench()
 const loader = new LoadGenerator(benchJs)
-const load = (request: LoadRequest, pids: number[] | null): Promise<{ result: LoadResult, cpu: number }> => loader.run(request, pids)
+const load = (request: LoadRequest, pids: number[] | null, gcPid: number | null = null): Promise<{ result: LoadResult, cpu: number, gc: GcCounts | null }> => loader.run(request, pids, gcPid)
 const startProcess = (args: string[], nodeFlags: string[] = []): ReturnType<typeof startIn> => startIn(benchJs, args, nodeFlags)
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -130,16 +130,22 @@ interface Sample {
   /** Proxy CPU per unit: µs per request / round trip / handshake, ms per GB echoed (bulk); NaN for direct. */
   cpu: number
   errors: number
+  /** A Node contender's mark-compacts per second of the window; NaN for direct and nginx. */
+  majors: number
+  /** A Node contender's GC pauses as a share of its CPU over the window; NaN for direct and nginx. */
+  gcShare: number
 }
 
-function sample (cell: Cell, { result, cpu }: { result: LoadResult, cpu: number }, measured: boolean): Sample {
+function sample (cell: Cell, { result, cpu, gc }: { result: LoadResult, cpu: number, gc: GcCounts | null }, measured: boolean): Sample {
   const errors = result.errors
-  if (result.units === 0) return { rate: NaN, cpu: NaN, errors }
+  const majors = gc === null ? NaN : gc.majors / result.seconds
+  const gcShare = gc === null || !(cpu > 0) ? NaN : gc.ms / 1e3 / cpu
+  if (result.units === 0) return { rate: NaN, cpu: NaN, errors, majors, gcShare }
   if (cell.unit === 'GB') {
     // Each echoed byte crosses the proxy twice (there and back); the figure is per GB echoed.
-    return { rate: result.bytes / result.seconds / 1e6, cpu: measured ? cpu * 1e3 / (result.bytes / 1e9) : NaN, errors }
+    return { rate: result.bytes / result.seconds / 1e6, cpu: measured ? cpu * 1e3 / (result.bytes / 1e9) : NaN, errors, majors, gcShare }
   }
-  return { rate: result.units / result.seconds, cpu: measured ? cpu * 1e6 / result.units : NaN, errors }
+  return { rate: result.units / result.seconds, cpu: measured ? cpu * 1e6 / result.units : NaN, errors, majors, gcShare }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -196,7 +202,7 @@ try {
         const s = started[(k + round) % started.length]
         const scheme = cell.workload.kind.startsWith('ws') ? 'ws' : 'http'
         const url = `${scheme}://127.0.0.1:${s.port}${scheme === 'ws' ? cell.path : ''}`
-        const measured = await load({ url, workload: cell.workload, seconds: SECONDS }, trees.get(s.contender.name) ?? null)
+        const measured = await load({ url, workload: cell.workload, seconds: SECONDS }, trees.get(s.contender.name) ?? null, s.contender.node ? s.pid : null)
         const list = byContender.get(s.contender.name) ?? []
         list.push(sample(cell, measured, s.pid !== null))
         byContender.set(s.contender.name, list)
@@ -324,6 +330,20 @@ if (idle.size > 0) {
   const mine = median(idle.get(ours) ?? [])
   const oldIdle = old === undefined ? '' : ` ${x(median(idle.get(old) ?? []) / mine)} |`
   lines.push(`| idle tunnels, ${IDLE_TUNNELS} on a fresh process | KiB RSS per tunnel | ${kib.join(' | ')} | ${x(mine / fhp)} of @fastify/http-proxy | ${x(mine / ng)} |${oldIdle}`)
+}
+// Which GC state each Node contender was measured in: a process that falls into a mark-compact storm stays in it, and
+// its CPU per unit of work is up to 2× that of the same build running on scavenges alone.
+const nodeNames = started.filter((s) => s.contender.node).map((s) => s.contender.name)
+lines.push('', 'GC over the measured windows, per Node contender: mark-compacts per second / GC pauses as a share of its CPU (medians over rounds).', '',
+  `| cell | ${nodeNames.join(' | ')} |`, `|---|${nodeNames.map(() => '---:').join('|')}|`)
+for (const cell of selected) {
+  const byContender = samples.get(cell.id) as Map<string, Sample[]>
+  const gcText = nodeNames.map((n) => {
+    const list = byContender.get(n) ?? []
+    const share = median(list.map((m) => m.gcShare))
+    return `${fmt(median(list.map((m) => m.majors)), 1)} / ${Number.isNaN(share) ? 'n/a' : `${(share * 100).toFixed(0)}%`}`
+  })
+  lines.push(`| ${cell.id} | ${gcText.join(' | ')} |`)
 }
 lines.push('', ...contenders.map((c) => `- **${c.name}**: ${c.note}`))
 if (old !== undefined) lines.push('', `old / new: ${old} over the working tree, per cell; CPU above 1.00× means the working tree is cheaper, rate below 1.00× means it is faster.`)

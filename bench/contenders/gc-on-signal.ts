@@ -1,8 +1,41 @@
-// Preloaded into every Node contender (`--expose-gc --import`): SIGUSR2 runs a full GC, so the idle-tunnel memory
-// figure compares live memory, not how much garbage each contender's handshakes happened to leave behind.
+// Preloaded into every Node contender (`--expose-gc --import`).
+// - SIGUSR2 runs a full GC, so the idle-tunnel memory figure compares live memory, not how much garbage each
+//   contender's handshakes happened to leave behind.
+// - With BENCH_GC_DIR set, the process keeps `<dir>/<pid>` up to date with its garbage collections so far:
+//   "<mark-compacts> <scavenges> <ms in GC pauses>". bench/run.ts reads it when the measured window opens and closes:
+//   a Node process either runs scavenges only or falls into a mark-compact storm that lasts its whole life, and the
+//   CPU per unit of work of the two states differs up to 2×, so every figure says which state it was measured in.
+import { writeFileSync } from 'node:fs'
+import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks'
+
 const gc = (globalThis as { gc?: () => void }).gc
 process.on('SIGUSR2', () => {
   gc?.()
   gc?.()
   process.stdout.write('GC\n')
 })
+
+const dir = process.env.BENCH_GC_DIR
+if (dir !== undefined && dir !== '') {
+  const file = `${dir}/${process.pid}`
+  let majors = 0
+  let minors = 0
+  let ms = 0
+  let flush: NodeJS.Timeout | null = null
+  const write = (): void => {
+    flush = null
+    writeFileSync(file, `${majors} ${minors} ${ms.toFixed(3)}`)
+  }
+  // At most one write per 50 ms: a process in a storm collects hundreds of times a second, and the file's cost must
+  // not depend on the state it reports. The reader's windows are seconds long.
+  new PerformanceObserver((list) => {
+    for (const entry of list.getEntries() as Array<PerformanceEntry & { detail?: { kind?: number } }>) {
+      const kind = entry.detail?.kind
+      if (kind === constants.NODE_PERFORMANCE_GC_MAJOR) majors++
+      else if (kind === constants.NODE_PERFORMANCE_GC_MINOR) minors++
+      ms += entry.duration
+    }
+    flush ??= setTimeout(write, 50).unref()
+  }).observe({ entryTypes: ['gc'] })
+  write()
+}
