@@ -12,41 +12,27 @@ import { Socket } from 'node:net'
  *
  * Every socket reads into one shared buffer, and a chunk is copied out of it (from Node's pool when small) before the
  * tunnel sees it, so nothing keeps the shared memory past the callback. A read of `BIG_READ` or more means bulk: the
- * socket's next read goes into a buffer of its own, handed on as the chunk (no copy), as long as reads stay big. When
- * nothing holds that chunk after the tunnel's handler (the peer's write went to the kernel at once), the socket reads
- * into the same buffer again, whatever the size of the read: a bulk tunnel allocates a read buffer only when its peer's
- * writes queue, and so sets off no V8 collections by external memory (see docs/benchmarks.md, round 7). A socket
- * keeps its own buffer while it reads; one idle since the last sweep is pointed back at the shared buffer
- * (`dropReadBuffer`).
- */
+ * socket's next read goes into a buffer of its own, handed on as the chunk without a copy. While nothing holds that
+ * chunk after the tunnel's handler (the peer's write went to the kernel at once), the socket reads into the same
+ * buffer again: a bulk tunnel allocates a read buffer only when its peer's writes queue, and so sets off no V8
+ * collections by external memory (docs/benchmarks.md, round 7). After a small read the socket goes back to the
+ * shared buffer and keeps its own as a spare, which the next big read is copied into (no allocation); the sweep lets
+ * go of the spare of a socket idle since the last sweep, and points one idle since a big read back at the shared
+ * buffer (`dropReadBuffer`). */
 
 const READ_SIZE = 64 * 1024
 const BIG_READ = 16 * 1024
 const SHARED = Buffer.allocUnsafe(READ_SIZE)
 
-/**
- * What a tunnel does with a chunk read from `this`; returns what became of it: `HELD` (something still holds it, such
- * as the peer's write queue) or what `released` says once nothing does.
- */
-export type OnData<S extends Socket> = (this: S, chunk: Buffer) => ReadOutcome
-/** See `OnData`. */
-export type ReadOutcome = 0 | 1 | 2
-export const HELD = 0
-const FREE = 1
-const SETTLED = 2
-
-/**
- * What became of `chunk`, which nothing holds any more, `previous` being the chunk read before it from the same side
- * (null when unknown): two small reads in a row mean the side reads small again (`SETTLED`), and its socket goes back
- * to the shared buffer; otherwise it keeps reading into its own (`FREE`).
- */
-export function released (chunk: Buffer, previous: Buffer | null): ReadOutcome {
-  return chunk.length < BIG_READ && previous !== null && previous.length < BIG_READ ? SETTLED : FREE
-}
+/** What a tunnel does with a chunk read from `this`; returns whether it let go of it (nothing holds the chunk any more). */
+export type OnData<S extends Socket> = (this: S, chunk: Buffer) => boolean
 /** What Node calls after reading `nread` bytes into `buffer`. */
 export type OnRead<S extends Socket> = (this: S, nread: number, buffer: Buffer) => void
 
 type Fields = Record<symbol, unknown>
+
+/** A socket's spare read buffer (its own buffer while it reads into the shared one), or null. */
+const kSpare = Symbol('fastify-ws-proxy.readSpare')
 
 /** The buffer the socket that just read reads into next (set by `chunkOf`, returned to Node by `nextBuffer`). */
 let next: Buffer = SHARED
@@ -80,6 +66,7 @@ export function readInPlace<S extends Socket> (socket: S, onRead: OnRead<S>, onD
   if (kBuffer === undefined || kBufferGen === undefined || kBufferCb === undefined || !(socket instanceof Socket) ||
     (socket as { encrypted?: boolean }).encrypted === true || typeof handle?.useUserBuffer !== 'function' || own[kBuffer] !== null) return false
   own[kBuffer] = SHARED
+  own[kSpare] = null
   own[kBufferGen] = nextBuffer
   own[kBufferCb] = onRead
   handle.useUserBuffer(SHARED)
@@ -91,20 +78,34 @@ export function readInPlace<S extends Socket> (socket: S, onRead: OnRead<S>, onD
 export function inPlaceReader<S extends Socket> (onData: OnData<S>): OnRead<S> {
   return function onRead (this: S, nread: number, buffer: Buffer): void {
     if (buffer === SHARED) {
-      onData.call(this, chunkOf(buffer, nread))
-      return
+      if (nread < BIG_READ) {
+        onData.call(this, chunkOf(buffer, nread))
+        next = SHARED
+        return
+      }
+      // Bulk starts (again): the bytes move to the socket's own buffer, its spare if it has one.
+      const own = this as unknown as Fields
+      const spare = own[kSpare] as Buffer | null
+      own[kSpare] = null
+      buffer = spare ?? Buffer.allocUnsafe(READ_SIZE)
+      buffer.set(nread === READ_SIZE ? SHARED : SHARED.subarray(0, nread))
     }
-    // A read into the socket's own buffer: handed on as it is, read into again if the tunnel let go of it.
-    const outcome = onData.call(this, nread === READ_SIZE ? buffer : buffer.subarray(0, nread))
-    next = outcome === FREE ? buffer : outcome === HELD && nread >= BIG_READ ? Buffer.allocUnsafe(READ_SIZE) : SHARED
+    const free = onData.call(this, nread === READ_SIZE ? buffer : buffer.subarray(0, nread))
+    if (!free) {
+      next = Buffer.allocUnsafe(READ_SIZE)
+    } else if (nread >= BIG_READ) {
+      next = buffer
+    } else {
+      ;(this as unknown as Fields)[kSpare] = buffer
+      next = SHARED
+    }
   }
 }
 
-/** A copy of the `nread` bytes Node read into the shared buffer, the tunnel's to keep; chooses the buffer of the next read. */
+/** A copy of the `nread` bytes Node read into the shared buffer, the tunnel's to keep. */
 export function chunkOf (buffer: Buffer, nread: number): Buffer {
-  next = nread >= BIG_READ ? Buffer.allocUnsafe(READ_SIZE) : SHARED
   const chunk = Buffer.allocUnsafe(nread)
-  chunk.set(nread === READ_SIZE ? buffer : buffer.subarray(0, nread))
+  chunk.set(buffer.subarray(0, nread))
   return chunk
 }
 
@@ -112,15 +113,20 @@ export function chunkOf (buffer: Buffer, nread: number): Buffer {
 export const MAX_DROPS = 8
 
 /**
- * Points a socket read in place that holds a read buffer of its own (its last read was big) back at the shared one,
- * so that an idle tunnel keeps no 64 KiB buffer. Returns whether it did. Each time leaves a few dozen bytes with
- * Node until the socket closes (`useUserBuffer` stacks a reader on the handle), hence `MAX_DROPS`.
+ * The sweep's call for a socket read in place that read nothing since the last sweep: it lets go of the socket's spare
+ * read buffer, and with `redirect`, points a socket that reads into a buffer of its own (its last read was big) back
+ * at the shared one, so that an idle tunnel keeps no 64 KiB buffer. Returns whether it redirected. Each redirect
+ * leaves a few dozen bytes with Node until the socket closes (`useUserBuffer` stacks a reader on the handle), hence
+ * `MAX_DROPS`.
  */
-export function dropReadBuffer (socket: Socket): boolean {
+export function dropReadBuffer (socket: Socket, redirect: boolean): boolean {
   const own = socket as unknown as Fields
-  const handle = (socket as unknown as { _handle?: StreamHandle | null })._handle
   const buffer = own[kBuffer as symbol]
-  if (buffer === SHARED || !Buffer.isBuffer(buffer) || typeof handle?.useUserBuffer !== 'function') return false
+  // Not read in place: Node's field is null.
+  if (!Buffer.isBuffer(buffer)) return false
+  own[kSpare] = null
+  const handle = (socket as unknown as { _handle?: StreamHandle | null })._handle
+  if (!redirect || buffer === SHARED || typeof handle?.useUserBuffer !== 'function') return false
   handle.useUserBuffer(SHARED)
   own[kBuffer as symbol] = SHARED
   return true

@@ -6,7 +6,7 @@ import type { TunnelCloseReason } from '../telemetry/events.js'
 import { goingAwayFrame, pingFrame } from './control-frames.js'
 import { relayFrames } from './frame-relay.js'
 import { FrameStream, track, type FrameEvents } from './frame-tracker.js'
-import { dropReadBuffer, HELD, inPlaceReader, MAX_DROPS, readInPlace, released, type ReadOutcome } from './tunnel-reads.js'
+import { dropReadBuffer, inPlaceReader, MAX_DROPS, readInPlace } from './tunnel-reads.js'
 import type { UpstreamServer } from '../upstream/server.js'
 
 /** What a tunnel reports to the set that owns it. */
@@ -221,8 +221,8 @@ export class Tunnel implements FrameEvents {
 
   /** Called by the sweep: an idle tunnel holds no read buffer (a side that read nothing since the last sweep is idle). */
   releaseChunks (): void {
-    if (this.lastFromClient === null && this.readBuffersDropped < MAX_DROPS && dropReadBuffer(this.client)) this.readBuffersDropped++
-    if (this.lastFromUpstream === null && this.readBuffersDropped < MAX_DROPS && dropReadBuffer(this.upstream)) this.readBuffersDropped++
+    if (this.lastFromClient === null && dropReadBuffer(this.client, this.readBuffersDropped < MAX_DROPS)) this.readBuffersDropped++
+    if (this.lastFromUpstream === null && dropReadBuffer(this.upstream, this.readBuffersDropped < MAX_DROPS)) this.readBuffersDropped++
     this.lastFromClient = this.lastFromUpstream = null
   }
 
@@ -238,21 +238,19 @@ function listen (socket: TunnelSocket): void {
   socket.on('close', socketOnClose)
 }
 
-function clientOnData (this: TunnelSocket, chunk: Buffer): ReadOutcome {
+function clientOnData (this: TunnelSocket, chunk: Buffer): boolean {
   const tunnel = this[kTunnel]
-  const previous = tunnel.lastFromClient
   tunnel.bytesFromClient += chunk.length
   tunnel.lastFromClient = chunk
-  return relay(this, tunnel.upstream, tunnel.fromClient, chunk) ? released(chunk, previous) : HELD
+  return relay(this, tunnel.upstream, tunnel.fromClient, chunk)
 }
 
-function upstreamOnData (this: TunnelSocket, chunk: Buffer): ReadOutcome {
+function upstreamOnData (this: TunnelSocket, chunk: Buffer): boolean {
   const tunnel = this[kTunnel]
-  const previous = tunnel.lastFromUpstream
   tunnel.upstreamActive = true
   tunnel.bytesFromUpstream += chunk.length
   tunnel.lastFromUpstream = chunk
-  return relay(this, tunnel.client, tunnel.fromUpstream, chunk) ? released(chunk, previous) : HELD
+  return relay(this, tunnel.client, tunnel.fromUpstream, chunk)
 }
 
 const clientOnRead = inPlaceReader(clientOnData)
