@@ -256,24 +256,14 @@ function upstreamOnData (this: TunnelSocket, chunk: Buffer): boolean {
 const clientOnRead = inPlaceReader(clientOnData)
 const upstreamOnRead = inPlaceReader(upstreamOnData)
 
-/**
- * Writes `chunk` from `from` to `to`, following the frames `from` sends (null: a blind pipe). Returns whether
- * nothing holds `chunk` any more: `to` wrote it to the kernel at once (its write queue is empty), or dropped it.
- * The slow path may hold pieces of it (a pong being gathered), so its chunks are never given back.
- */
+/** Writes `chunk` from `from` to `to`, following the frames `from` sends (null: a blind pipe). Returns whether nothing
+ * holds `chunk` any more: `to` wrote it out at once or dropped it (the slow path may keep pieces of it, a pong's). */
 function relay (from: Socket, to: Socket, frames: FrameStream | null, chunk: Buffer): boolean {
-  let more: boolean
-  let free = false
-  if (frames !== null && frames.slow) {
-    more = relayFrames(frames, chunk, to)
-  } else {
-    if (frames !== null) track(frames, chunk)
-    // A peer that has already ended its writing side cannot take more; what arrives late is dropped.
-    more = !to.writable || to.write(chunk)
-    free = to.writableLength === 0
-  }
-  if (!more) from.pause()
-  return free
+  const slow = frames !== null && frames.slow
+  if (frames !== null && !slow) track(frames, chunk)
+  // A peer that has already ended its writing side cannot take more; what arrives late is dropped.
+  if (slow ? !relayFrames(frames, chunk, to) : to.writable && !to.write(chunk)) from.pause()
+  return !slow && to.writableLength === 0
 }
 
 function peerOf (socket: TunnelSocket): Socket {
