@@ -31,7 +31,10 @@ export type OnRead<S extends Socket> = (this: S, nread: number, buffer: Buffer) 
 
 type Fields = Record<symbol, unknown>
 
-/** A socket's spare read buffer (its own buffer while it reads into the shared one), or null. */
+/**
+ * A socket's spare read buffer (its own buffer while it reads into the shared one), or null; set the first time a
+ * socket goes back to the shared buffer, so that a tunnel that never reads big carries no field of ours for it.
+ */
 const kSpare = Symbol('fastify-ws-proxy.readSpare')
 
 /** The buffer the socket that just read reads into next (set by `chunkOf`, returned to Node by `nextBuffer`). */
@@ -66,7 +69,6 @@ export function readInPlace<S extends Socket> (socket: S, onRead: OnRead<S>, onD
   if (kBuffer === undefined || kBufferGen === undefined || kBufferCb === undefined || !(socket instanceof Socket) ||
     (socket as { encrypted?: boolean }).encrypted === true || typeof handle?.useUserBuffer !== 'function' || own[kBuffer] !== null) return false
   own[kBuffer] = SHARED
-  own[kSpare] = null
   own[kBufferGen] = nextBuffer
   own[kBufferCb] = onRead
   handle.useUserBuffer(SHARED)
@@ -85,9 +87,9 @@ export function inPlaceReader<S extends Socket> (onData: OnData<S>): OnRead<S> {
       }
       // Bulk starts (again): the bytes move to the socket's own buffer, its spare if it has one.
       const own = this as unknown as Fields
-      const spare = own[kSpare] as Buffer | null
-      own[kSpare] = null
+      const spare = own[kSpare] as Buffer | null | undefined
       buffer = spare ?? Buffer.allocUnsafe(READ_SIZE)
+      if (spare !== undefined) own[kSpare] = null
       buffer.set(nread === READ_SIZE ? SHARED : SHARED.subarray(0, nread))
     }
     const free = onData.call(this, nread === READ_SIZE ? buffer : buffer.subarray(0, nread))
@@ -124,7 +126,7 @@ export function dropReadBuffer (socket: Socket, redirect: boolean): boolean {
   const buffer = own[kBuffer as symbol]
   // Not read in place: Node's field is null.
   if (!Buffer.isBuffer(buffer)) return false
-  own[kSpare] = null
+  if (own[kSpare] !== undefined) own[kSpare] = null
   const handle = (socket as unknown as { _handle?: StreamHandle | null })._handle
   if (!redirect || buffer === SHARED || typeof handle?.useUserBuffer !== 'function') return false
   handle.useUserBuffer(SHARED)
