@@ -83,6 +83,9 @@ export function transpileBench (): string {
   // Under node_modules/ no package.json of ours applies: the builds are ES modules like the package.
   writeFileSync(join(cacheDir, 'package.json'), '{ "type": "module" }\n')
   const out = join(cacheDir, 'bench')
+  // Fresh files, not rewritten ones: a checkout whose node_modules is a hard-linked copy of another's must not write
+  // its scripts into the other's.
+  rmSync(out, { recursive: true, force: true })
   mkdirSync(join(out, 'contenders'), { recursive: true })
   const ts = createRequire(import.meta.url)('typescript') as typeof import('typescript')
   for (const file of ['upstream.ts', 'load.ts', 'ws-idle.ts', ...readdirSync(join(root, 'bench/contenders')).map((f) => `contenders/${f}`)]) {

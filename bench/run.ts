@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick] [-- --compare <git-ref>] [-- --only <regex>] [-- --rounds N] [-- --seconds S] [-- --profile <dir>] [-- --no-docs]`
+// `npm run bench [-- --quick] [-- --compare <git-ref>] [-- --only <regex>] [-- --rounds N] [-- --seconds S] [-- --profile <dir>] [-- --node-flags='<flags>' --log <dir>] [-- --no-docs]`
 //
 // The side-by-side benchmark. Every piece is its own process on 127.0.0.1: the upstream (HTTP + `ws` echo), each
 // contender proxying to it (direct = no proxy, this plugin, nginx, @fastify/http-proxy, http-proxy), and one load
@@ -11,10 +11,11 @@
 //
 // --compare <ref> builds <ref> in a temporary worktree and runs it as one more contender, then prints CPU ratios
 // old/new per cell: the regression check before merging. --profile <dir> runs the Node contenders under --cpu-prof
-// (one folder each; pair it with --only). Results: bench/results/<date>[-quick].{json,md}; a whole sweep also
+// (one folder each; pair it with --only). --node-flags adds flags to every Node contender (e.g. '--trace-gc'), and
+// --log <dir> keeps each contender's output after its READY line in <dir>/<contender>.log. Results: bench/results/<date>[-quick].{json,md}; a whole sweep also
 // replaces the table in docs/benchmarks.md.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -29,6 +30,8 @@ const { values: args } = parseArgs({
     rounds: { type: 'string' },
     seconds: { type: 'string' },
     profile: { type: 'string' },
+    'node-flags': { type: 'string' },
+    log: { type: 'string' },
     'no-docs': { type: 'boolean', default: false }
   }
 })
@@ -153,10 +156,19 @@ function sample (cell: Cell, { result, cpu, gc }: { result: LoadResult, cpu: num
 
 ensureNginx()
 const builds = [build(null), ...(args.compare === undefined ? [] : [build(args.compare)])]
-const profileFlags = (name: string): string[] => args.profile === undefined
-  ? []
+const fileName = (name: string): string => name.replace(/[^\w.-]+/g, '_')
+const profileFlags = (name: string): string[] => [
+  ...(args['node-flags']?.split(' ').filter((f) => f !== '') ?? []),
   // One folder per contender: the TypeScript loader's thread writes a profile of its own beside the main thread's.
-  : ['--cpu-prof', '--cpu-prof-dir', join(args.profile, name.replace(/[^\w.-]+/g, '_'))]
+  ...(args.profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', join(args.profile, fileName(name))])
+]
+if (args.log !== undefined) mkdirSync(args.log, { recursive: true })
+/** With --log, what a contender prints after its READY line goes to <dir>/<contender>.log. */
+function keepLog (name: string, child: ChildProcess): void {
+  if (args.log === undefined) return
+  const log = createWriteStream(join(args.log, `${fileName(name)}.log`))
+  child.stdout?.pipe(log)
+}
 const contenders: Contender[] = [
   { name: 'direct', args: null, node: false, note: 'no proxy: the load generator talks to the upstream (the limit)' },
   ...builds.map((b) => ({ name: b.label, args: ['bench/contenders/fastify-ws-proxy.ts', b.entry], node: true, note: `this plugin (compiled ${b.label === 'fastify-ws-proxy' ? 'working tree' : b.label.slice('fastify-ws-proxy@'.length)}), defaults: undici pool of 128 connections` })),
@@ -178,6 +190,7 @@ try {
     } else {
       const { child, port, pid } = await startProcess([...contender.args.slice(0, 1), String(upstream.port), ...contender.args.slice(1)],
         contender.node ? profileFlags(contender.name) : [])
+      keepLog(contender.name, child)
       started.push({ contender, port, pid, child })
     }
   }
@@ -334,7 +347,7 @@ if (idle.size > 0) {
 // Which GC state each Node contender was measured in: a process that falls into a mark-compact storm stays in it, and
 // its CPU per unit of work is up to 2× that of the same build running on scavenges alone.
 const nodeNames = started.filter((s) => s.contender.node).map((s) => s.contender.name)
-lines.push('', 'GC over the measured windows, per Node contender: mark-compacts per second / GC pauses as a share of its CPU (medians over rounds).', '',
+lines.push('', 'GC over the measured windows, per Node contender: mark-compacts per second / main-thread GC pauses (wall time, so inflated on a loaded machine) as a share of its CPU; medians over rounds.', '',
   `| cell | ${nodeNames.join(' | ')} |`, `|---|${nodeNames.map(() => '---:').join('|')}|`)
 for (const cell of selected) {
   const byContender = samples.get(cell.id) as Map<string, Sample[]>

@@ -1,8 +1,8 @@
 import type { IncomingMessage } from 'node:http'
 import { connect, type NetConnectOpts, type Socket } from 'node:net'
-import { errors } from 'undici'
 import { isFieldValue, isToken } from '../headers/field.js'
 import type { UpstreamServer } from '../upstream/server.js'
+import { errors } from '../upstream/undici.js'
 import { replayResponse, stopRelay } from './dial-fallback.js'
 
 /** What a dial reports to: the handshake (UpgradeExchange), with undici's handler methods. */

@@ -3,6 +3,7 @@ import type { ResolvedHealthCheck } from '../options/resolve-groups.js'
 import { DEFAULTS } from '../options/schema.js'
 import type { GroupTask, UpstreamGroup } from './group.js'
 import type { PoolSpec, UpstreamServer } from './server.js'
+import { request } from './undici.js'
 
 /**
  * Active health checks (nginx Plus `health_check`, which nginx OSS lacks): every `interval` each server of the
@@ -36,7 +37,7 @@ export class HealthChecks implements GroupTask {
   probe (server: UpstreamServer): void {
     const check = this.#check
     server.probing = true
-    server.pool(this.#spec).request({
+    request.call(server.pool(this.#spec), {
       method: 'GET',
       path: check.path,
       headers: check.headers,

@@ -1,12 +1,13 @@
 import { isIP } from 'node:net'
-import { buildConnector, Pool } from 'undici'
+import type { buildConnector as Connector, Pool } from 'undici'
 import type { PoolMaker, PoolSpec, UpstreamServer } from './server.js'
+import { buildConnector, UndiciPool } from './undici.js'
 
 /**
  * Requests carry their server's TLS name (UpstreamServer.sni); an IP address there means "no SNI" (RFC 6066 forbids
  * one; Node warns), and the certificate is then checked against the address the connection goes to.
  */
-function withoutAddressSni (connect: buildConnector.connector): buildConnector.connector {
+function withoutAddressSni (connect: Connector.connector): Connector.connector {
   return (options, callback) => {
     // Requests always name one (see ProxyExchange.dispatch and the health checks).
     connect(isIP(options.servername as string) === 0 ? options : { ...options, servername: undefined }, callback)
@@ -33,7 +34,7 @@ export class UpstreamPools implements PoolMaker {
 
   create (server: UpstreamServer, spec: PoolSpec): Pool {
     const tls = server.tls
-    const pool = new Pool(server.origin, {
+    const pool = new UndiciPool(server.origin, {
       connections: this.#settings.connections,
       pipelining: 1,
       keepAliveTimeout: this.#settings.keepAliveTimeout,
