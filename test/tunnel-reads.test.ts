@@ -1,6 +1,6 @@
 // How a tunnel reads its sockets (src/upgrade/tunnel-reads.ts): plain TCP sockets are read in place (into one shared
-// buffer, small chunks copied out of it, big reads into a buffer of the socket's own), and the bytes arrive whole
-// and in order whatever the mix of message sizes. The last chunk read from each side is held until the next one
+// buffer, small chunks copied out of it, big reads into a buffer of the socket's own, read into again while nothing
+// holds its last chunk), and the bytes arrive whole and in order whatever the mix of message sizes. The last chunk read from each side is held until the next one
 // (bulk tunnels keep glibc from trimming its heap after each GC), and the sweep lets go of it: an idle tunnel holds
 // no read buffer.
 import t from 'tap'
@@ -50,7 +50,7 @@ t.test('plain TCP sockets are read in place; messages of every size arrive whole
   t.ok(readsInPlace(tunnel.client), 'the client socket is read in place')
   t.ok(readsInPlace(tunnel.upstream), 'the upstream socket is read in place')
   // Small (copied out of the shared buffer), big (reads of 16 KiB and more move to a buffer of the socket's own),
-  // then small again (back to the shared buffer), and a burst of small ones sharing reads.
+  // then small again (back to the shared buffer after two), and a burst of small ones sharing reads.
   const sizes = [1, 64, 125, 126, 4000, 20_000, 65_536, 70_000, 1024 * 1024, 3 * 1024 * 1024, 64, 2, 300_000, 10]
   const sent = sizes.map((n, i) => pattern(n, i))
   for (const payload of sent) ws.send(payload)
@@ -93,9 +93,8 @@ t.test('the sweep points an idle socket that read big back at the shared buffer,
   t.ok(shared !== null && shared === readBuffer(tunnel.upstream), 'both sockets start on the one shared buffer')
   const bothShared = (): boolean => readBuffer(tunnel.client) === shared && readBuffer(tunnel.upstream) === shared
   let cycles = 0
-  // A 256 KiB frame is read in big reads: each side moves to buffers of its own, which the sweep takes back once the
-  // side is idle, unless its last read was small (it went back by itself): the frame (14-byte header, masked) ends
-  // where a 64 KiB read does, and the echo (10-byte header) 4 bytes before.
+  // A 256 KiB frame is read in big reads: each side moves to a buffer of its own, which the sweep takes back once the
+  // side is idle (one small read at the frame's end does not take it back by itself).
   for (; cycles < 40 && tunnel.readBuffersDropped < MAX_DROPS; cycles++) {
     const payload = pattern(256 * 1024 - 14, cycles)
     ws.send(payload)
@@ -112,4 +111,43 @@ t.test('the sweep points an idle socket that read big back at the shared buffer,
   t.equal(tunnel.readBuffersDropped, MAX_DROPS, 'and no more after that')
   ws.send('small')
   t.equal((await messages(ws, 1))[0].data.toString(), 'small', 'the tunnel still relays')
+})
+
+/** The spare read buffer tunnel-reads.ts keeps on a socket back on the shared buffer after bulk, or null. */
+function spareOf (socket: Socket): Buffer | null {
+  const field = Object.getOwnPropertySymbols(socket).find((s) => s.description === 'fastify-ws-proxy.readSpare')
+  const spare = field === undefined ? null : (socket as unknown as Record<symbol, unknown>)[field]
+  return Buffer.isBuffer(spare) ? spare : null
+}
+
+t.test('bulk reads reuse one buffer of the socket\'s own while its peer takes the chunks at once; a small read moves back to the shared buffer and keeps it as a spare until the sweep', async (t) => {
+  const { ws, tunnel } = await swept(t)
+  const shared = readBuffer(tunnel.client)
+  const ownOf = (socket: Socket): Buffer | null => readBuffer(socket) === shared ? spareOf(socket) : readBuffer(socket)
+  const seen = { client: new Set<Buffer | null>(), upstream: new Set<Buffer | null>() }
+  for (let i = 0; i < 8; i++) {
+    const payload = pattern(256 * 1024, i)
+    ws.send(payload)
+    const [echo] = await messages(ws, 1)
+    if (!echo.data.equals(payload)) t.fail(`message ${i}: the echo differs`)
+    if (i === 0) continue
+    seen.client.add(ownOf(tunnel.client))
+    seen.upstream.add(ownOf(tunnel.upstream))
+  }
+  t.notOk(seen.client.has(null) || seen.upstream.has(null), 'both sockets kept a buffer of their own meanwhile')
+  // One loopback write that does not go out at once (the kernel's buffer full for a moment) costs a new buffer.
+  t.ok(seen.client.size <= 2 && seen.upstream.size <= 2,
+    `7 messages of 256 KiB each way went through ${seen.client.size} and ${seen.upstream.size} buffers (at most 2)`)
+  ws.send(pattern(100, 0))
+  await messages(ws, 1)
+  t.equal(readBuffer(tunnel.client), shared, 'after a small message the client socket reads into the shared buffer again')
+  t.equal(readBuffer(tunnel.upstream), shared, 'and so does the upstream socket')
+  t.ok(spareOf(tunnel.client) !== null && spareOf(tunnel.upstream) !== null, 'each keeps its own buffer as a spare')
+  const big = pattern(256 * 1024, 9)
+  ws.send(big)
+  t.ok((await messages(ws, 1))[0].data.equals(big), 'the next big message came back intact (read through the spares)')
+  ws.send(pattern(100, 1))
+  await messages(ws, 1)
+  await waitFor(() => spareOf(tunnel.client) === null && spareOf(tunnel.upstream) === null, 2000, 'the sweep to let go of the spares')
+  t.equal(tunnel.readBuffersDropped, 0, 'idle, the tunnel holds no read buffer, and no socket had to be pointed back')
 })

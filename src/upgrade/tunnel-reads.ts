@@ -12,23 +12,33 @@ import { Socket } from 'node:net'
  *
  * Every socket reads into one shared buffer, and a chunk is copied out of it (from Node's pool when small) before the
  * tunnel sees it, so nothing keeps the shared memory past the callback. A read of `BIG_READ` or more means bulk: the
- * socket's next read goes into a buffer of its own, handed on whole as the chunk (no copy), as long as reads stay big.
- * A socket idle since such a read is pointed back at the shared buffer by the sweep (`dropReadBuffer`).
- */
+ * socket's next read goes into a buffer of its own, handed on as the chunk without a copy. While nothing holds that
+ * chunk after the tunnel's handler (the peer's write went to the kernel at once), the socket reads into the same
+ * buffer again: a bulk tunnel allocates a read buffer only when its peer's writes queue, and so sets off no V8
+ * collections by external memory (docs/benchmarks.md, round 7). After a small read the socket goes back to the
+ * shared buffer and keeps its own as a spare, which the next big read is copied into (no allocation); the sweep lets
+ * go of the spare of a socket idle since the last sweep, and points one idle since a big read back at the shared
+ * buffer (`dropReadBuffer`). */
 
 const READ_SIZE = 64 * 1024
 const BIG_READ = 16 * 1024
 const SHARED = Buffer.allocUnsafe(READ_SIZE)
 
-/** What a tunnel does with a chunk read from `this`. */
-export type OnData<S extends Socket> = (this: S, chunk: Buffer) => void
+/** What a tunnel does with a chunk read from `this`; returns whether it let go of it (nothing holds the chunk any more). */
+export type OnData<S extends Socket> = (this: S, chunk: Buffer) => boolean
 /** What Node calls after reading `nread` bytes into `buffer`. */
 export type OnRead<S extends Socket> = (this: S, nread: number, buffer: Buffer) => void
 
 type Fields = Record<symbol, unknown>
 
+/**
+ * A socket's spare read buffer (its own buffer while it reads into the shared one), or null; set the first time a
+ * socket goes back to the shared buffer, so that a tunnel that never reads big carries no field of ours for it.
+ */
+const kSpare = Symbol('fastify-ws-proxy.readSpare')
+
 /** The buffer the socket that just read reads into next (set by `chunkOf`, returned to Node by `nextBuffer`). */
-let next = SHARED
+let next: Buffer = SHARED
 
 function nextBuffer (): Buffer {
   return next
@@ -69,16 +79,35 @@ export function readInPlace<S extends Socket> (socket: S, onRead: OnRead<S>, onD
 /** The `onRead` for `onData` (one per direction, made once). */
 export function inPlaceReader<S extends Socket> (onData: OnData<S>): OnRead<S> {
   return function onRead (this: S, nread: number, buffer: Buffer): void {
-    onData.call(this, chunkOf(buffer, nread))
+    if (buffer === SHARED) {
+      if (nread < BIG_READ) {
+        onData.call(this, chunkOf(buffer, nread))
+        next = SHARED
+        return
+      }
+      // Bulk starts (again): the bytes move to the socket's own buffer, its spare if it has one.
+      const own = this as unknown as Fields
+      const spare = own[kSpare] as Buffer | null | undefined
+      buffer = spare ?? Buffer.allocUnsafe(READ_SIZE)
+      if (spare !== undefined) own[kSpare] = null
+      buffer.set(nread === READ_SIZE ? SHARED : SHARED.subarray(0, nread))
+    }
+    const free = onData.call(this, nread === READ_SIZE ? buffer : buffer.subarray(0, nread))
+    if (!free) {
+      next = Buffer.allocUnsafe(READ_SIZE)
+    } else if (nread >= BIG_READ) {
+      next = buffer
+    } else {
+      ;(this as unknown as Fields)[kSpare] = buffer
+      next = SHARED
+    }
   }
 }
 
-/** The chunk of `nread` bytes Node read into `buffer`, the tunnel's to keep; chooses the buffer of the next read. */
+/** A copy of the `nread` bytes Node read into the shared buffer, the tunnel's to keep. */
 export function chunkOf (buffer: Buffer, nread: number): Buffer {
-  next = nread >= BIG_READ ? Buffer.allocUnsafe(READ_SIZE) : SHARED
-  if (buffer !== SHARED) return nread === READ_SIZE ? buffer : buffer.subarray(0, nread)
   const chunk = Buffer.allocUnsafe(nread)
-  chunk.set(nread === READ_SIZE ? buffer : buffer.subarray(0, nread))
+  chunk.set(buffer.subarray(0, nread))
   return chunk
 }
 
@@ -86,15 +115,20 @@ export function chunkOf (buffer: Buffer, nread: number): Buffer {
 export const MAX_DROPS = 8
 
 /**
- * Points a socket read in place that holds a read buffer of its own (its last read was big) back at the shared one,
- * so that an idle tunnel keeps no 64 KiB buffer. Returns whether it did. Each time leaves a few dozen bytes with
- * Node until the socket closes (`useUserBuffer` stacks a reader on the handle), hence `MAX_DROPS`.
+ * The sweep's call for a socket read in place that read nothing since the last sweep: it lets go of the socket's spare
+ * read buffer, and with `redirect`, points a socket that reads into a buffer of its own (its last read was big) back
+ * at the shared one, so that an idle tunnel keeps no 64 KiB buffer. Returns whether it redirected. Each redirect
+ * leaves a few dozen bytes with Node until the socket closes (`useUserBuffer` stacks a reader on the handle), hence
+ * `MAX_DROPS`.
  */
-export function dropReadBuffer (socket: Socket): boolean {
+export function dropReadBuffer (socket: Socket, redirect: boolean): boolean {
   const own = socket as unknown as Fields
-  const handle = (socket as unknown as { _handle?: StreamHandle | null })._handle
   const buffer = own[kBuffer as symbol]
-  if (buffer === SHARED || !Buffer.isBuffer(buffer) || typeof handle?.useUserBuffer !== 'function') return false
+  // Not read in place: Node's field is null.
+  if (!Buffer.isBuffer(buffer)) return false
+  if (own[kSpare] !== undefined) own[kSpare] = null
+  const handle = (socket as unknown as { _handle?: StreamHandle | null })._handle
+  if (!redirect || buffer === SHARED || typeof handle?.useUserBuffer !== 'function') return false
   handle.useUserBuffer(SHARED)
   own[kBuffer as symbol] = SHARED
   return true

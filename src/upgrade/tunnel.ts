@@ -221,8 +221,8 @@ export class Tunnel implements FrameEvents {
 
   /** Called by the sweep: an idle tunnel holds no read buffer (a side that read nothing since the last sweep is idle). */
   releaseChunks (): void {
-    if (this.lastFromClient === null && this.readBuffersDropped < MAX_DROPS && dropReadBuffer(this.client)) this.readBuffersDropped++
-    if (this.lastFromUpstream === null && this.readBuffersDropped < MAX_DROPS && dropReadBuffer(this.upstream)) this.readBuffersDropped++
+    if (this.lastFromClient === null && dropReadBuffer(this.client, this.readBuffersDropped < MAX_DROPS)) this.readBuffersDropped++
+    if (this.lastFromUpstream === null && dropReadBuffer(this.upstream, this.readBuffersDropped < MAX_DROPS)) this.readBuffersDropped++
     this.lastFromClient = this.lastFromUpstream = null
   }
 
@@ -238,35 +238,32 @@ function listen (socket: TunnelSocket): void {
   socket.on('close', socketOnClose)
 }
 
-function clientOnData (this: TunnelSocket, chunk: Buffer): void {
+function clientOnData (this: TunnelSocket, chunk: Buffer): boolean {
   const tunnel = this[kTunnel]
   tunnel.bytesFromClient += chunk.length
   tunnel.lastFromClient = chunk
-  relay(this, tunnel.upstream, tunnel.fromClient, chunk)
+  return relay(this, tunnel.upstream, tunnel.fromClient, chunk)
 }
 
-function upstreamOnData (this: TunnelSocket, chunk: Buffer): void {
+function upstreamOnData (this: TunnelSocket, chunk: Buffer): boolean {
   const tunnel = this[kTunnel]
   tunnel.upstreamActive = true
   tunnel.bytesFromUpstream += chunk.length
   tunnel.lastFromUpstream = chunk
-  relay(this, tunnel.client, tunnel.fromUpstream, chunk)
+  return relay(this, tunnel.client, tunnel.fromUpstream, chunk)
 }
 
 const clientOnRead = inPlaceReader(clientOnData)
 const upstreamOnRead = inPlaceReader(upstreamOnData)
 
-/** Writes `chunk` from `from` to `to`, following the frames `from` sends (null: a blind pipe). */
-function relay (from: Socket, to: Socket, frames: FrameStream | null, chunk: Buffer): void {
-  let more: boolean
-  if (frames !== null && frames.slow) {
-    more = relayFrames(frames, chunk, to)
-  } else {
-    if (frames !== null) track(frames, chunk)
-    // A peer that has already ended its writing side cannot take more; what arrives late is dropped.
-    more = !to.writable || to.write(chunk)
-  }
-  if (!more) from.pause()
+/** Writes `chunk` from `from` to `to`, following the frames `from` sends (null: a blind pipe). Returns whether nothing
+ * holds `chunk` any more: `to` wrote it out at once or dropped it (the slow path may keep pieces of it, a pong's). */
+function relay (from: Socket, to: Socket, frames: FrameStream | null, chunk: Buffer): boolean {
+  const slow = frames !== null && frames.slow
+  if (frames !== null && !slow) track(frames, chunk)
+  // A peer that has already ended its writing side cannot take more; what arrives late is dropped.
+  if (slow ? !relayFrames(frames, chunk, to) : to.writable && !to.write(chunk)) from.pause()
+  return !slow && to.writableLength === 0
 }
 
 function peerOf (socket: TunnelSocket): Socket {
