@@ -5,7 +5,7 @@
 //   "<mark-compacts> <scavenges> <ms in GC pauses>". bench/run.ts reads it when the measured window opens and closes:
 //   a Node process either runs scavenges only or falls into a mark-compact storm that lasts its whole life, and the
 //   CPU per unit of work of the two states differs up to 2×, so every figure says which state it was measured in.
-import { writeFileSync } from 'node:fs'
+import { openSync, writeSync } from 'node:fs'
 import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks'
 
 const gc = (globalThis as { gc?: () => void }).gc
@@ -17,14 +17,15 @@ process.on('SIGUSR2', () => {
 
 const dir = process.env.BENCH_GC_DIR
 if (dir !== undefined && dir !== '') {
-  const file = `${dir}/${process.pid}`
+  // One descriptor for the process's life, rewritten in place with fixed-width text: one pwrite per update.
+  const fd = openSync(`${dir}/${process.pid}`, 'w')
   let majors = 0
   let minors = 0
   let ms = 0
   let flush: NodeJS.Timeout | null = null
   const write = (): void => {
     flush = null
-    writeFileSync(file, `${majors} ${minors} ${ms.toFixed(3)}`)
+    writeSync(fd, `${majors} ${minors} ${ms.toFixed(3)}`.padEnd(48), 0)
   }
   // At most one write per 50 ms: a process in a storm collects hundreds of times a second, and the file's cost must
   // not depend on the state it reports. The reader's windows are seconds long.
