@@ -7,7 +7,7 @@ import tls, { type TLSSocket } from 'node:tls'
 import t from 'tap'
 import { gateway, portOf, type Teardown } from './helpers/servers.js'
 import { selfSignedCert } from './helpers/http-faults.js'
-import { parseHead, rawClient, switching, wsHandshakeHead } from './helpers/ws.js'
+import { parseHead, rawClient, switching, timedHandshake, wsHandshakeHead } from './helpers/ws.js'
 
 const cert = selfSignedCert()
 const noCert = cert === null && 'openssl is not available to make a test certificate'
@@ -101,13 +101,9 @@ t.test('upgrades to an https upstream', { skip: noCert }, async (t) => {
       tls: { ca: cert.cert },
       timeouts: { connect: 200, read: 10_000 }
     })
-    const client = await rawClient(t, port)
-    const started = Date.now()
-    client.socket.write(wsHandshakeHead('/silent'))
-    await client.close(5000)
-    const elapsed = Date.now() - started
-    t.equal(parseHead(client.text).status, 504)
-    t.match(client.text, /FST_WS_PROXY_CONNECT_TIMEOUT/)
+    const { status, text, elapsed } = await timedHandshake(t, port, '/silent')
+    t.equal(status, 504)
+    t.match(text, /FST_WS_PROXY_CONNECT_TIMEOUT/)
     t.ok(elapsed >= 180 && elapsed < 2000, `answered after ~200 ms, not after timeouts.read (${elapsed} ms)`)
     t.equal(sockets.size, 1, 'the TCP connection was made')
   })

@@ -12,7 +12,7 @@ import type { UpstreamServer } from '../src/upstream/server.js'
 import { parse101, upgradeHead, type DialRequest } from '../src/upgrade/dial.js'
 import type { WsProxyOptions } from '../src/index.js'
 import { gateway, origin, portOf, waitFor, type Teardown } from './helpers/servers.js'
-import { headUpstream, parseHead, rawClient, switching, wsHandshakeHead, type ScriptedServer } from './helpers/ws.js'
+import { headUpstream, parseHead, rawClient, switching, timedHandshake, wsHandshakeHead, type ScriptedServer } from './helpers/ws.js'
 
 async function sleep (ms: number): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, ms))
@@ -254,13 +254,9 @@ t.test('connecting takes longer than timeouts.connect: 504 FST_WS_PROXY_CONNECT_
   await sleep(100)
   const upstream = `http://127.0.0.1:${silentPort}`
   const { port } = await gateway(t, { upstream, timeouts: { connect: 200 } })
-  const client = await rawClient(t, port)
-  const started = Date.now()
-  client.socket.write(wsHandshakeHead('/syn'))
-  await client.close(5000)
-  const elapsed = Date.now() - started
-  t.equal(parseHead(client.text).status, 504)
-  t.match(client.text, /FST_WS_PROXY_CONNECT_TIMEOUT/)
+  const { status, text, elapsed } = await timedHandshake(t, port, '/syn')
+  t.equal(status, 504)
+  t.match(text, /FST_WS_PROXY_CONNECT_TIMEOUT/)
   t.ok(elapsed >= 180 && elapsed < 1000, `answered after ~200 ms (${elapsed} ms)`)
 })
 

@@ -44,14 +44,17 @@ export class UpgradeExchange extends ProxyExchange {
   }
 
   /**
-   * Sends the handshake to `server` (first attempt or retry): over a connection of its own (upgrade/dial.ts), plain
-   * or TLS; through undici for requests undici would refuse or treat otherwise.
+   * Sends the handshake to `server` (first attempt or retry) over a connection of its own (upgrade/dial.ts), plain
+   * or TLS. A request the dial's head would not carry (a second Host, a field undici manages, a byte it refuses) goes
+   * to undici, which refuses it as before: a defence only, since the request's headers were checked before this
+   * (a second Host or a bad byte is a 400, the fields undici manages are not forwarded) and no client can send one.
    */
   override send (server: UpstreamServer): void {
     const request = this.dialRequest()
     const head = upgradeHead(request, server)
-    if (head === null) super.send(server)
-    else dialUpgrade(this, server, request, head)
+    /* c8 ignore next: unreachable by a client, see above */
+    if (head === null) return super.send(server)
+    dialUpgrade(this, server, request, head)
   }
 
   dialRequest (): DialRequest {

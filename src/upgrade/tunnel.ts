@@ -113,12 +113,6 @@ export class Tunnel implements FrameEvents {
     upstream.allowHalfOpen = true
     listen(client)
     listen(upstream)
-    // undici's connect step leaves its 'error' listener on the socket for good (a closure holding its connect
-    // timer, options and callback: ~0.5 KiB per idle tunnel); after the 101 it has nothing left to report to.
-    // Removed after ours is added: emptying a listener list would turn the socket's `_events` into a slow dictionary.
-    for (const listener of upstream.rawListeners('error')) {
-      if (listener !== socketOnError) upstream.removeListener('error', listener as (err: Error) => void)
-    }
     if (clientHead.length > 0) clientOnData.call(client, clientHead)
     // Read in place where Node allows it (tunnel-reads.ts), else with 'data' events.
     if (!readInPlace(client, clientOnRead, clientOnData)) client.on('data', clientOnData)

@@ -181,6 +181,15 @@ export function upgradeHead (path: string, protocol = 'foo', extra: string[] = [
 
 /** A WebSocket handshake head for `path` with a fixed key (its accept is `acceptFor(WS_KEY)`). */
 export const WS_KEY = 'dGhlIHNhbXBsZSBub25jZQ=='
+/** Sends a WebSocket handshake for `path` to the gateway on `port` and reads the answer to its end: status, text, ms taken. */
+export async function timedHandshake (t: Teardown, port: number, path: string): Promise<{ status: number, text: string, elapsed: number }> {
+  const client = await rawClient(t, port)
+  const started = Date.now()
+  client.socket.write(wsHandshakeHead(path))
+  await client.close(5000)
+  return { status: parseHead(client.text).status, text: client.text, elapsed: Date.now() - started }
+}
+
 export function wsHandshakeHead (path: string, extra: string[] = []): string {
   return upgradeHead(path, 'websocket', ['Sec-WebSocket-Version: 13', `Sec-WebSocket-Key: ${WS_KEY}`, ...extra])
 }
