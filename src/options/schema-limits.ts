@@ -34,7 +34,7 @@ export const PoolSchema = Type.Object({
   connections: Type.Optional(Type.Integer({
     minimum: 1,
     default: 128,
-    description: 'Most connections open to one upstream origin (requests beyond wait in a queue). Upgrade handshakes to http:// and unix-socket origins open a connection of their own and do not count; tunnels leave the pool on 101. Default 128.'
+    description: 'Most connections open to one upstream origin (requests beyond wait in a queue). Upgrade handshakes open a connection of their own and do not count. Default 128.'
   })),
   keepAliveTimeout: Type.Optional(Type.Integer({
     minimum: 1,
