@@ -12,8 +12,8 @@
 // --compare <ref> builds <ref> in a temporary worktree and runs it as one more contender, then prints CPU ratios
 // old/new per cell: the regression check before merging. --profile <dir> runs the Node contenders under --cpu-prof
 // (one folder each; pair it with --only). --node-flags adds flags to every Node contender (e.g. '--trace-gc'), and
-// --log <dir> keeps each contender's output after its READY line in <dir>/<contender>.log. Results: bench/results/<date>[-quick].{json,md}; a whole sweep also
-// replaces the table in docs/benchmarks.md.
+// --log <dir> keeps each contender's output after its READY line in <dir>/<contender>.log. Results:
+// bench/results/<date>[-quick].{json,md}; a whole sweep also replaces the table in docs/benchmarks.md.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'

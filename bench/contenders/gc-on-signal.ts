@@ -3,8 +3,8 @@
 //   contender's handshakes happened to leave behind.
 // - With BENCH_GC_DIR set, the process keeps `<dir>/<pid>` up to date with its garbage collections so far:
 //   "<mark-compacts> <scavenges> <ms in GC pauses>". bench/run.ts reads it when the measured window opens and closes:
-//   a Node process either runs scavenges only or falls into a mark-compact storm that lasts its whole life, and the
-//   CPU per unit of work of the two states differs up to 2×, so every figure says which state it was measured in.
+//   a Node process runs on scavenges or falls into a mark-compact storm, often for the rest of its life, and its CPU
+//   per unit of work in the two states differs up to 2×, so every figure says which state it was measured in.
 import { openSync, writeSync } from 'node:fs'
 import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks'
 
