@@ -75,13 +75,11 @@ t.test('upgrades to an https upstream', { skip: noCert }, async (t) => {
   t.test('a refusal with a body is read over TLS and relayed', async (t) => {
     const upstream = await tlsHeadUpstream(t, 'HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\nX-Why: policy\r\n\r\nnope')
     const { port } = await gateway(t, { upstream: `https://localhost:${upstream.port}`, tls: { ca: cert.cert } })
-    const client = await rawClient(t, port)
-    client.socket.write(wsHandshakeHead('/refused'))
-    await client.close()
-    const head = parseHead(client.text)
+    const { text } = await timedHandshake(t, port, '/refused')
+    const head = parseHead(text)
     t.equal(head.status, 403)
     t.equal(head.headers['x-why'], 'policy')
-    t.ok(client.text.endsWith('\r\n\r\nnope'), 'the body follows the head')
+    t.ok(text.endsWith('\r\n\r\nnope'), 'the body follows the head')
   })
 
   t.test('an upstream that never completes its TLS handshake: 504 FST_WS_PROXY_CONNECT_TIMEOUT after timeouts.connect', async (t) => {

@@ -21,10 +21,7 @@ async function sleep (ms: number): Promise<void> {
 /** What a raw client reads, up to the connection's end, for a handshake to `path` through a gateway in front of `upstream`. */
 async function answerThrough (t: Teardown, upstream: ScriptedServer, path: string, options: Omit<WsProxyOptions, 'upstream'> = {}): Promise<string> {
   const { port } = await gateway(t, { upstream: origin(upstream), ...options })
-  const client = await rawClient(t, port)
-  client.socket.write(wsHandshakeHead(path))
-  await client.close()
-  return client.text
+  return (await timedHandshake(t, port, path)).text
 }
 
 t.test('the head sent: Host first, then Connection and Upgrade, then the fields in order', async (t) => {
@@ -70,14 +67,12 @@ t.test('a refusal with a chunked body after a 103: relayed whole, and the connec
     setTimeout(() => { socket.end('6\r\n world\r\n0\r\n\r\n') }, 40)
   })
   const { app, port } = await gateway(t, { upstream: origin(upstream) })
-  const client = await rawClient(t, port)
-  client.socket.write(wsHandshakeHead('/refused'))
-  await client.close()
-  const head = parseHead(client.text)
+  const { text } = await timedHandshake(t, port, '/refused')
+  const head = parseHead(text)
   t.equal(head.status, 403)
   t.equal(head.headers['x-why'], 'no')
   t.notOk('link' in head.headers, 'the interim answer is not relayed')
-  t.match(client.text, /\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n$/)
+  t.match(text, /\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n$/)
   t.equal(app.wsProxy.tunnels, 0)
 })
 
