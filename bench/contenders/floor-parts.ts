@@ -61,8 +61,10 @@ class Relay implements Undici.Dispatcher.DispatchHandler {
     if (res.write(chunk) || res.writableLength < RELAY_BUFFER) return true
     // The client lags: undici waits for 'drain'; a client that leaves meanwhile aborts the upstream request.
     res.once('drain', this.resume as () => void)
-    res[kRelay] = this
-    res.once('close', resClosed)
+    if (res[kRelay] === undefined) {
+      res[kRelay] = this
+      res.once('close', resClosed)
+    }
     return false
   }
 
