@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick] [-- --compare <git-ref>] [-- --only <regex>] [-- --rounds N] [-- --seconds S] [-- --profile <dir>] [-- --node-flags='<flags>' --log <dir>] [-- --no-docs]`
+// `npm run bench [-- --quick] [-- --compare <git-ref>] [-- --floor] [-- --only <regex>] [-- --rounds N] [-- --seconds S] [-- --profile <dir>] [-- --node-flags='<flags>' --log <dir>] [-- --no-docs]`
 //
 // The side-by-side benchmark. Every piece is its own process on 127.0.0.1: the upstream (HTTP + `ws` echo), each
 // contender proxying to it (direct = no proxy, this plugin, nginx, @fastify/http-proxy, http-proxy), and one load
@@ -10,7 +10,9 @@
 // what else runs on the cores. Ratios are medians of per-round ratios (same round, same cell).
 //
 // --compare <ref> builds <ref> in a temporary worktree and runs it as one more contender, then prints CPU ratios
-// old/new per cell: the regression check before merging. --profile <dir> runs the Node contenders under --cpu-prof
+// old/new per cell: the regression check before merging. --floor adds two minimal proxies, `floor (node)` (a bare
+// `http` server and an undici Pool) and `floor (fastify)` (the same behind one Fastify route): what Node and undici
+// alone cost per cell; not peers, and a column "ours / floor (fastify)" per cell. --profile <dir> runs the Node contenders under --cpu-prof
 // (one folder each; pair it with --only). --node-flags adds flags to every Node contender (e.g. '--trace-gc'), and
 // --log <dir> keeps each contender's output after its READY line in <dir>/<contender>.log. Results:
 // bench/results/<date>[-quick].{json,md}; a whole sweep also replaces the table in docs/benchmarks.md.
@@ -26,6 +28,7 @@ const { values: args } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
     compare: { type: 'string' },
+    floor: { type: 'boolean', default: false },
     only: { type: 'string' },
     rounds: { type: 'string' },
     seconds: { type: 'string' },
@@ -173,12 +176,23 @@ function keepLog (name: string, child: ChildProcess): void {
   const log = createWriteStream(join(args.log, `${fileName(name)}.log`))
   child.stdout?.pipe(log)
 }
+const FLOOR_NODE = 'floor (node)'
+const FLOOR_FASTIFY = 'floor (fastify)'
+const floor = args.floor as boolean
+// --floor: reference points, not peers (PEERS below names the peers).
+const floorContenders: Contender[] = !floor
+  ? []
+  : [
+      { name: FLOOR_NODE, args: ['bench/contenders/floor.ts'], node: true, note: 'not a peer: the least a Node proxy does, `http.createServer` dispatching to an undici Pool (128 connections) with one handler object, no checks, no X-Forwarded-*; upgrades dialled with `net.connect` and piped both ways (the 101 unparsed)' },
+      { name: FLOOR_FASTIFY, args: ['bench/contenders/floor-fastify.ts'], node: true, note: 'not a peer: floor (node) behind one Fastify catch-all route (`logger: false`, bodies unparsed, `reply.hijack()` then `reply.raw`); upgrades as floor (node), on `app.server`' }
+    ]
 const contenders: Contender[] = [
   { name: 'direct', args: null, node: false, note: 'no proxy: the load generator talks to the upstream (the limit)' },
   ...builds.map((b) => ({ name: b.label, args: ['bench/contenders/fastify-ws-proxy.ts', b.entry], node: true, note: `this plugin (compiled ${b.label === 'fastify-ws-proxy' ? 'working tree' : b.label.slice('fastify-ws-proxy@'.length)}), defaults: undici pool of 128 connections` })),
   { name: 'nginx', args: ['bench/contenders/nginx.ts'], node: false, note: 'nginx (1 worker), WebSocket map config, upstream `keepalive 128`, `proxy_request_buffering off`' },
   { name: '@fastify/http-proxy', args: ['bench/contenders/fastify-http-proxy.ts'], node: true, note: '@fastify/http-proxy 11 with `websocket: true`, defaults (reply-from over undici, WebSockets re-framed by `ws`)' },
-  { name: 'http-proxy', args: ['bench/contenders/http-proxy.ts'], node: true, note: 'node-http-proxy 1.18 (`web` + `ws`), keep-alive agent of 128 sockets' }
+  { name: 'http-proxy', args: ['bench/contenders/http-proxy.ts'], node: true, note: 'node-http-proxy 1.18 (`web` + `ws`), keep-alive agent of 128 sockets' },
+  ...floorContenders
 ]
 const ours = builds[0].label
 const old = builds[1]?.label
@@ -337,14 +351,14 @@ function ratio (byContender: Map<string, Sample[]>, other: string | 'best', key:
 }
 
 const date = new Date().toISOString()
-const header = `| cell | figure | ${names.join(' | ')} | ours / best Node peer | ours / nginx |${old === undefined ? '' : ' old / new |'}`
+const header = `| cell | figure | ${names.join(' | ')} | ours / best Node peer | ours / nginx |${floor ? ' ours / floor (fastify) |' : ''}${old === undefined ? '' : ' old / new |'}`
 const lines = [
   `Measured ${date.slice(0, 16).replace('T', ' ')} UTC on ${os.cpus()[0]?.model ?? 'cpu'} (${os.cpus().length} cores), Node ${process.version}: ` +
     `${ROUNDS} interleaved rounds of ${SECONDS} s per cell, medians; ratios are medians of per-round ratios${quick ? ' (--quick)' : ''}. ` +
     'CPU: utime+stime of the proxy\'s process tree over the measured window; bulk figures per GB echoed (each byte crosses the proxy twice).',
   '',
   header,
-  `|---|---|${names.map(() => '---:').join('|')}|---:|---:|${old === undefined ? '' : '---:|'}`
+  `|---|---|${names.map(() => '---:').join('|')}|---:|---:|${floor ? '---:|' : ''}${old === undefined ? '' : '---:|'}`
 ]
 for (const cell of selected) {
   const byContender = samples.get(cell.id) as Map<string, Sample[]>
@@ -354,7 +368,8 @@ for (const cell of selected) {
   for (const key of ['cpu', 'rate'] as const) {
     const cellsText = names.map((n) => fmt(median((byContender.get(n) ?? []).map((m) => m[key])), key === 'rate' && cell.unit !== 'req' && cell.unit !== 'handshake' ? digits : 0))
     const compare = old === undefined ? '' : ` ${key === 'cpu' ? x(ratio(byContender, ours, 'cpu', old)) : x(ratio(byContender, ours, 'rate', old))} |`
-    lines.push(`| ${key === 'cpu' ? cell.id + errorNote : ''} | ${key === 'cpu' ? `CPU ${cpuUnit}` : rateUnit} | ${cellsText.join(' | ')} | ${x(ratio(byContender, 'best', key))} | ${x(ratio(byContender, 'nginx', key))} |${compare}`)
+    const overFloor = floor ? ` ${x(ratio(byContender, FLOOR_FASTIFY, key))} |` : ''
+    lines.push(`| ${key === 'cpu' ? cell.id + errorNote : ''} | ${key === 'cpu' ? `CPU ${cpuUnit}` : rateUnit} | ${cellsText.join(' | ')} | ${x(ratio(byContender, 'best', key))} | ${x(ratio(byContender, 'nginx', key))} |${overFloor}${compare}`)
   }
 }
 if (idle.burst.size > 0) {
@@ -362,8 +377,9 @@ if (idle.burst.size > 0) {
     const kib = names.map((n) => which.has(n) ? fmt(median(which.get(n) as number[]) / 1024, 1) : 'n/a')
     const mine = median(which.get(ours) ?? [])
     const oldIdle = old === undefined ? '' : ` ${x(median(which.get(old) ?? []) / mine)} |`
+    const floorIdle = floor ? ` ${x(mine / median(which.get(FLOOR_FASTIFY) ?? []))} |` : ''
     const first = which === idle.settled ? `idle tunnels, ${IDLE_TUNNELS} on a fresh process` : ''
-    lines.push(`| ${first} | ${label} | ${kib.join(' | ')} | ${x(mine / median(which.get('@fastify/http-proxy') ?? []))} of @fastify/http-proxy | ${x(mine / median(which.get('nginx') ?? []))} |${oldIdle}`)
+    lines.push(`| ${first} | ${label} | ${kib.join(' | ')} | ${x(mine / median(which.get('@fastify/http-proxy') ?? []))} of @fastify/http-proxy | ${x(mine / median(which.get('nginx') ?? []))} |${floorIdle}${oldIdle}`)
   }
 }
 // Which GC state each Node contender was measured in: a process that falls into a mark-compact storm stays in it, and
@@ -381,6 +397,7 @@ for (const cell of selected) {
   lines.push(`| ${cell.id} | ${gcText.join(' | ')} |`)
 }
 lines.push('', ...contenders.map((c) => `- **${c.name}**: ${c.note}`))
+if (floor) lines.push('', 'ours / floor (fastify): this plugin over the floor behind Fastify, per cell (medians of per-round ratios); the floors are not Node peers and never count as "best Node peer".')
 if (old !== undefined) lines.push('', `old / new: ${old} over the working tree, per cell; CPU above 1.00× means the working tree is cheaper, rate below 1.00× means it is faster.`)
 const table = lines.join('\n')
 process.stdout.write(table + '\n')
