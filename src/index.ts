@@ -1,5 +1,6 @@
 import type { FastifyPluginCallback } from 'fastify'
 import fp from 'fastify-plugin'
+import { tuneMalloc } from './allocator.js'
 import { UploadSet } from './http/body.js'
 import { Sweeper } from './timers/sweeper.js'
 import { resolveOptions, type ResolvedOptions } from './options/resolve.js'
@@ -85,6 +86,7 @@ const plugin: FastifyPluginCallback<WsProxyOptions> = (fastify, options, done) =
     return
   }
   for (const warning of resolved.warnings) fastify.log.warn(`fastify-ws-proxy: ${warning}`)
+  if (resolved.tuneMalloc) tuneMalloc()
   if (!fastify.hasDecorator('wsProxy')) fastify.decorate('wsProxy', new ProxyStateTotals())
   const totals = fastify.wsProxy as ProxyStateTotals
   const sweeper = new Sweeper(shortestTimer(resolved))

@@ -28,6 +28,12 @@ test('the lifecycle option types are derived from the schema', () => {
   expect<WsProxyOptions['closeGracePeriod']>().type.toBe<number | undefined>()
 })
 
+test('tuneMalloc is an optional boolean of the plugin level', () => {
+  expect<WsProxyOptions['tuneMalloc']>().type.toBe<boolean | undefined>()
+  expect(app.register).type.toBeCallableWith(wsProxyPlugin, { upstream: 'http://u', tuneMalloc: false })
+  expect(app.register).type.not.toBeCallableWith(wsProxyPlugin, { upstream: 'http://u', tuneMalloc: 'off' })
+})
+
 test('a prom-client Registry is accepted as metrics.registry; anything else is not', () => {
   expect(app.register).type.toBeCallableWith(wsProxyPlugin, { upstream: 'http://u', metrics: { registry: new Registry(), path: '/metrics' } })
   expect<MetricsOptions>().type.toBeAssignableFrom({ path: '/metrics', prefix: 'edge_' })

@@ -29,6 +29,8 @@ export interface ResolvedOptions {
   readonly exposeErrors: boolean
   /** Whether WebSockets over HTTP/2 (RFC 8441) are advertised and proxied on an HTTP/2 server. */
   readonly http2ExtendedConnect: boolean
+  /** Whether the first registration raises glibc's malloc thresholds (allocator.ts). */
+  readonly tuneMalloc: boolean
   /** The prom-client export, or null when `metrics` is not set. */
   readonly metrics: { registry: MetricsRegistry | null, path: string | null, prefix: string } | null
   /** The health endpoints' paths (null: that route is off), or null when `health` is not set. */
@@ -93,6 +95,7 @@ export function buildResolved (options: DefaultedOptions, registry: MetricsRegis
     headerFields: options.limits.headers,
     exposeErrors: options.exposeErrors,
     http2ExtendedConnect: options.http2ExtendedConnect,
+    tuneMalloc: options.tuneMalloc,
     // The schema's default has filled `prefix`.
     metrics: metrics === undefined ? null : { registry, path: metrics.path ?? null, prefix: metrics.prefix as string },
     // The schema's defaults have filled both paths.

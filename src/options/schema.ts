@@ -78,6 +78,10 @@ export const PluginOptionsSchema = Type.Object({
   http2ExtendedConnect: bool('On an HTTP/2 server (Fastify `http2: true`) with routes that take upgrades: advertise ' +
     '`SETTINGS_ENABLE_CONNECT_PROTOCOL` and proxy WebSockets over HTTP/2 (RFC 8441) to the HTTP/1.1 upstreams. ' +
     'Off, browsers open their WebSockets over HTTP/1.1 as before (docs/http2.md). Default true.', true),
+  tuneMalloc: bool('On glibc (most Linux distributions): at the first registration, raise malloc\'s trim threshold the way glibc ' +
+    'itself does after freeing a large block, so that the memory of Buffers freed by a garbage collection is reused instead of ' +
+    'returned to the kernel and faulted back in (docs/operations.md#memory-allocator). The process may keep up to 32 MiB of ' +
+    'freed heap. Per process, not per registration. Default true.', true),
   ...PLUGIN_INHERITABLE
 }, { additionalProperties: false, description: 'Options of `fastify.register(wsProxyPlugin, options)`.' })
 
@@ -102,6 +106,7 @@ export type DefaultedOptions = WsProxyOptions & {
   limits: LimitOptions & { retryAfter: number, responseHead: number, headers: number }
   exposeErrors: boolean
   http2ExtendedConnect: boolean
+  tuneMalloc: boolean
   closeGracePeriod: number
   tunnelLogLevel: LogLevel
   tunnelDrain: TunnelDrainMode
@@ -128,5 +133,6 @@ export const DEFAULTS = Object.freeze({
   headerFields: defaulted.limits.headers,
   exposeErrors: defaulted.exposeErrors,
   tunnelDrain: defaulted.tunnelDrain,
-  http2ExtendedConnect: defaulted.http2ExtendedConnect
+  http2ExtendedConnect: defaulted.http2ExtendedConnect,
+  tuneMalloc: defaulted.tuneMalloc
 })

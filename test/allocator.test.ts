@@ -1,0 +1,58 @@
+import t from 'tap'
+import { execFileSync } from 'node:child_process'
+import { resolve } from 'node:path'
+import Fastify from 'fastify'
+import wsProxyPlugin from '../src/index.js'
+import { onGlibc, tuneMalloc, type ReportHeader } from '../src/allocator.js'
+import { CLI_BUILD } from './setup/paths.js'
+
+const glibc = onGlibc((process.report.getReport() as { header?: ReportHeader }).header)
+
+t.test('glibc is told by the runtime version in the report header', async (t) => {
+  t.equal(onGlibc({ glibcVersionRuntime: '2.36' }), true)
+  t.equal(onGlibc({}), false, 'musl, macOS, Windows: no glibc version')
+  t.equal(onGlibc(undefined), false)
+})
+
+t.test('tuneMalloc: false leaves the allocator alone; the first registration otherwise tunes it, once per process', async (t) => {
+  const off = Fastify()
+  t.teardown(() => off.close())
+  await off.register(wsProxyPlugin, { upstream: 'http://127.0.0.1:9', tuneMalloc: false })
+  await off.ready()
+  t.equal(tuneMalloc(), glibc, 'still to do after a registration with tuneMalloc: false (done now, on glibc)')
+  t.equal(tuneMalloc(), false, 'done once per process')
+  const on = Fastify()
+  t.teardown(() => on.close())
+  await on.register(wsProxyPlugin, { upstream: 'http://127.0.0.1:9' })
+  await on.ready()
+  t.pass('a later registration finds it done')
+})
+
+// What the tuning changes, seen from outside: glibc serves a 1 MiB block from a mapping of its own until it has
+// freed a mapped block of 16 MiB, and from its heap afterwards (the trim threshold moves with the mmap threshold).
+// In a process of its own, the compiled build (test/setup/before-run.ts), so that each starts untuned.
+const probe = (tune: boolean): number => {
+  const script = `
+    import { readFileSync } from 'node:fs'
+    import { tuneMalloc } from ${JSON.stringify(resolve(CLI_BUILD, 'allocator.js'))}
+    const heap = () => {
+      const line = readFileSync('/proc/self/maps', 'utf8').split('\\n').find((l) => l.endsWith('[heap]'))
+      const [from, to] = line.split(' ')[0].split('-').map((hex) => parseInt(hex, 16))
+      return to - from
+    }
+    // Untuned: the same call as on a C library other than glibc, which does nothing.
+    if (tuneMalloc(${tune ? '' : '{}'}) !== ${String(tune)}) throw new Error('tuneMalloc did not answer ${String(tune)}')
+    globalThis.gc(); globalThis.gc()
+    const before = heap()
+    const kept = Array.from({ length: 8 }, (_, i) => Buffer.allocUnsafeSlow(1024 * 1024 + i * 4096))
+    process.stdout.write(String((heap() - before) / 1024 / 1024) + ' ' + kept.length)`
+  const out = execFileSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 })
+  return Number(out.split(' ')[0])
+}
+
+t.test('tuned, 1 MiB blocks come from the heap instead of mappings of their own', { skip: glibc ? false : 'glibc only' }, async (t) => {
+  const untuned = probe(false)
+  const tuned = probe(true)
+  t.ok(untuned < 1, `untuned, the heap grew ${untuned.toFixed(2)} MiB for 8 MiB of blocks`)
+  t.ok(tuned >= 8, `tuned, the heap grew ${tuned.toFixed(2)} MiB for 8 MiB of blocks`)
+})
