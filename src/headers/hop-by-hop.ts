@@ -31,6 +31,8 @@ const TAB = 9
  */
 export function connectionTokens (value: string | undefined, beyondHopByHop = false): string[] | null {
   if (value === undefined || value === '') return null
+  // What nearly every keep-alive client and upstream sends: nothing to slice or lower-case.
+  if (beyondHopByHop && value === 'keep-alive') return null
   let tokens: string[] | null = null
   let start = -1
   let end = -1

@@ -139,8 +139,14 @@ function decodeUnreserved (segment: string): string | null {
 // no userinfo, path, space, escape or empty label can ride along into `Host`, `X-Forwarded-Host` or `$host`.
 const AUTHORITY = /^(?:[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?$/
 
+/** The last value found valid: clients send the same Host on request after request, so most checks are one compare. */
+let lastValid = 'localhost'
+
 /** Whether a Host value (or an absolute-form target's authority) is a valid `host[:port]`. */
 export function isValidAuthority (value: string): boolean {
+  if (value === lastValid) return true
   const match = AUTHORITY.exec(value)
-  return match !== null && (match[1] === undefined || Number(match[1]) <= 65535)
+  if (match === null || (match[1] !== undefined && Number(match[1]) > 65535)) return false
+  lastValid = value
+  return true
 }

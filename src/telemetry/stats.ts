@@ -73,6 +73,13 @@ function zeros<K extends string> (keys: readonly K[]): Record<K, number> {
   return record
 }
 
+/** Per-bucket counts summed upward, as Prometheus has them (the count above every bucket left out). */
+function cumulative (counts: readonly number[]): number[] {
+  const out = counts.slice(0, -1)
+  for (let i = 1; i < out.length; i++) out[i] += out[i - 1]
+  return out
+}
+
 /**
  * The counters of one route proxy, updated in place on the hot path (plain field increments, no lookups);
  * bytes of live tunnels are added when a snapshot is taken, so a chunk costs nothing here.
@@ -82,7 +89,11 @@ export class RouteStats {
   readonly upstream: string
   readonly requests = zeros(STATUS_CLASSES)
   readonly upstreamErrors = zeros(UPSTREAM_ERROR_KINDS)
-  readonly latency: LatencyHistogram = { buckets: LATENCY_BUCKETS, counts: LATENCY_BUCKETS.map(() => 0), count: 0, sum: 0 }
+  /**
+   * Not cumulative here: `counts[i]` answers fell in bucket i alone, the last entry (one past the buckets) those above
+   * every bucket, so an answer costs one increment; snapshot() cumulates.
+   */
+  readonly latency: LatencyHistogram = { buckets: LATENCY_BUCKETS, counts: [0, ...LATENCY_BUCKETS.map(() => 0)], count: 0, sum: 0 }
   readonly closed = zeros(TUNNEL_CLOSE_REASONS)
   readonly rejected = zeros(TUNNEL_LIMITS)
   opened = 0
@@ -114,7 +125,10 @@ export class RouteStats {
     latency.count++
     latency.sum += seconds
     const buckets = latency.buckets
-    for (let i = buckets.length - 1; i >= 0 && seconds <= buckets[i]; i--) latency.counts[i]++
+    // From the smallest bucket: a typical answer stops at the first compare.
+    let i = 0
+    while (i < buckets.length && seconds > buckets[i]) i++
+    latency.counts[i]++
     if (this.observeLatency !== null) this.observeLatency(seconds)
   }
 
@@ -125,7 +139,7 @@ export class RouteStats {
       requests: { ...this.requests },
       upstreamErrors: { ...this.upstreamErrors },
       retries: this.retries,
-      responseHead: { buckets: this.latency.buckets, counts: [...this.latency.counts], count: this.latency.count, sum: this.latency.sum },
+      responseHead: { buckets: this.latency.buckets, counts: cumulative(this.latency.counts), count: this.latency.count, sum: this.latency.sum },
       tunnels: {
         live: this.live,
         opened: this.opened,
