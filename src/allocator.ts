@@ -27,6 +27,16 @@ export function onGlibc (header: ReportHeader | undefined): boolean {
   return typeof header?.glibcVersionRuntime === 'string'
 }
 
+/** This process's report header (a diagnostic report is built for it: call once). */
+export function reportHeader (): ReportHeader | undefined {
+  return (process.report.getReport() as { header?: ReportHeader }).header
+}
+
+/** Whether a registration has asked for the tuning in this process (done if on glibc). */
+export function mallocTuned (): boolean {
+  return tuned
+}
+
 /**
  * Raises glibc's mmap and trim thresholds, once per process; returns whether this call did. `header` stands for the
  * process's own report header (another C library's, in the tests).
@@ -34,7 +44,7 @@ export function onGlibc (header: ReportHeader | undefined): boolean {
 export function tuneMalloc (header?: ReportHeader): boolean {
   if (tuned) return false
   tuned = true
-  if (!onGlibc(header ?? (process.report.getReport() as { header?: ReportHeader }).header)) return false
+  if (!onGlibc(header ?? reportHeader())) return false
   Buffer.allocUnsafeSlow(BLOCK)
   return true
 }

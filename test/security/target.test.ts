@@ -117,6 +117,13 @@ t.test('isValidAuthority: host[:port] only', async (t) => {
   for (const value of ['', ':80', 'h:', 'h:65536', 'h:123456', 'h:-1', 'a..b', '.a', 'h..', 'a b', 'a/b', 'a?b', 'a#b', 'u@h', 'u:p@h', '[::1', '::1', '[::g]', '[]', 'h:80:80', 'a%2eb', 'é.example', 'h\t']) {
     t.notOk(isValidAuthority(value), JSON.stringify(value))
   }
+  // The last valid value is remembered (one compare for a repeated Host): a near copy is still checked in full, and a
+  // refused value is never remembered.
+  t.ok(isValidAuthority('api.example:8080'))
+  t.ok(isValidAuthority('api.example:8080'), 'the remembered value again')
+  t.notOk(isValidAuthority('api.example:8080/x'), 'the remembered value with a path')
+  t.notOk(isValidAuthority('api.example:80800'), 'the remembered value with a port out of range')
+  t.notOk(isValidAuthority('api.example:80800'), 'and again: a refusal is not remembered')
 })
 
 function fakeRequest (url: string, host?: string): IncomingMessage {
