@@ -177,14 +177,16 @@ function keepLog (name: string, child: ChildProcess): void {
   child.stdout?.pipe(log)
 }
 const FLOOR_NODE = 'floor (node)'
+// The floors read tunnels in place with the working tree's tunnel-reads module (floor-parts.ts).
+const floorPlugin = builds[0].entry
 const FLOOR_FASTIFY = 'floor (fastify)'
 const floor = args.floor as boolean
 // --floor: reference points, not peers (PEERS below names the peers).
 const floorContenders: Contender[] = !floor
   ? []
   : [
-      { name: FLOOR_NODE, args: ['bench/contenders/floor.ts'], node: true, note: 'not a peer: the least a Node proxy does, `http.createServer` dispatching to an undici Pool (128 connections) with one handler object, no checks, no X-Forwarded-*; upgrades dialled with `net.connect` and piped both ways (the 101 unparsed)' },
-      { name: FLOOR_FASTIFY, args: ['bench/contenders/floor-fastify.ts'], node: true, note: 'not a peer: floor (node) behind one Fastify catch-all route (`logger: false`, bodies unparsed, `reply.hijack()` then `reply.raw`); upgrades as floor (node), on `app.server`' }
+      { name: FLOOR_NODE, args: ['bench/contenders/floor.ts', floorPlugin], node: true, note: 'not a peer: the least a Node proxy does, `http.createServer` dispatching to an undici Pool (128 connections) with one handler object, no checks, no X-Forwarded-*; upgrades dialled with `net.connect`, the 101 unparsed, both sockets read in place (the plugin\'s `readInPlace`) and each chunk written to the peer' },
+      { name: FLOOR_FASTIFY, args: ['bench/contenders/floor-fastify.ts', floorPlugin], node: true, note: 'not a peer: floor (node) behind one Fastify catch-all route (`logger: false`, bodies unparsed, `reply.hijack()` then `reply.raw`); upgrades routed through Fastify (`app.routing` from the server\'s `upgrade` event, as a plugin must for hooks), then relayed as floor (node)' }
     ]
 const contenders: Contender[] = [
   { name: 'direct', args: null, node: false, note: 'no proxy: the load generator talks to the upstream (the limit)' },
