@@ -9,7 +9,7 @@
 //   rebuilt from `req.rawHeaders` and the `head` bytes, then relays both ways: the 101 goes through unparsed. Both
 //   sockets are read in place with the plugin's own `readInPlace` (src/upgrade/tunnel-reads.ts, loaded from the
 //   compiled plugin named by argv[3]), the cheapest read Node allows, and each chunk is written to the peer: no frame
-//   tracking, counters or timers. (A `pipe` relay cost the floors 1.1–1.3× the plugin's tunnel per round trip, so it
+//   tracking, counters or timers. (A `pipe` relay cost the floors 1.1–1.4× the plugin's tunnel per round trip, so it
 //   was no floor for tunnels.) Without argv[3] the sockets are piped.
 import { createRequire } from 'node:module'
 import type { IncomingMessage, ServerResponse } from 'node:http'
