@@ -67,7 +67,9 @@ const probe = (tune: boolean): { heap: number, mapped: number } => {
 t.test('tuned, 1 MiB blocks come from the heap instead of mappings of their own', { skip: glibc ? false : 'glibc only' }, async (t) => {
   const untuned = probe(false)
   const tuned = probe(true)
-  t.ok(untuned.mapped >= 8, `untuned, mappings grew ${untuned.mapped.toFixed(2)} MiB for 8 MiB of blocks`)
+  // Other mappings (V8's pages, a thread's malloc arena) may grow or shrink by a few hundred KiB meanwhile: the
+  // bounds leave 2 MiB of slack either way around the 8 MiB that separate the two cases.
+  t.ok(untuned.mapped >= 6, `untuned, mappings grew ${untuned.mapped.toFixed(2)} MiB for 8 MiB of blocks`)
   t.ok(untuned.heap < 1, `untuned, the heap grew ${untuned.heap.toFixed(2)} MiB`)
-  t.ok(tuned.mapped < 1, `tuned, mappings grew ${tuned.mapped.toFixed(2)} MiB for 8 MiB of blocks (the heap ${tuned.heap.toFixed(2)} MiB)`)
+  t.ok(tuned.mapped < 2, `tuned, mappings grew ${tuned.mapped.toFixed(2)} MiB for 8 MiB of blocks (the heap ${tuned.heap.toFixed(2)} MiB)`)
 })
