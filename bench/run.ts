@@ -177,9 +177,9 @@ function keepLog (name: string, child: ChildProcess): void {
   child.stdout?.pipe(log)
 }
 const FLOOR_NODE = 'floor (node)'
+const FLOOR_FASTIFY = 'floor (fastify)'
 // The floors read tunnels in place with the working tree's tunnel-reads module (floor-parts.ts).
 const floorPlugin = builds[0].entry
-const FLOOR_FASTIFY = 'floor (fastify)'
 const floor = args.floor as boolean
 // --floor: reference points, not peers (PEERS below names the peers).
 const floorContenders: Contender[] = !floor

@@ -8,9 +8,9 @@
  * glibc raises its thresholds by itself the first time the process frees a block it had mapped (mallopt(3),
  * M_MMAP_THRESHOLD's dynamic adjustment): blocks up to that size then come from the heap, and the trim threshold
  * becomes twice it. Most long-running processes get there sooner or later; `tuneMalloc` has it happen at the first
- * registration, with one 16 MiB Buffer that is never touched and is freed at the next collection: the heap then
- * keeps up to 32 MiB of freed memory for reuse. Off with the plugin's `tuneMalloc: false`; elsewhere than glibc,
- * nothing is done.
+ * registration, with one 16 MiB Buffer that is never touched and is freed at the next collection (or just after it:
+ * V8 may free ArrayBuffer memory on a helper thread): the heap then keeps up to 32 MiB of freed memory for reuse.
+ * Off with the plugin's `tuneMalloc: false`; elsewhere than glibc, nothing is done.
  */
 
 const BLOCK = 16 * 1024 * 1024
